@@ -1,0 +1,362 @@
+//! The command line as typed (clap derive), and the `FromStr` newtypes that give bad values a
+//! human error. Turning these raw arguments into a run happens in `main::run`; nothing here does I/O.
+
+use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The exit-code table shown by `--help`; a unit test keeps it equal to `Exit::ALL`.
+pub const EXIT_HELP: &str = "\
+Exit codes:
+  0   healthy: the script returned true
+  1   unhealthy: the script returned false or a named check failed
+  2   check error: an uncaught error while checking (transport failure, throw)
+  3   script fault: unreadable, does not compile, hit a sandbox limit, or did not return a boolean
+  4   deadline: the deadline passed before the script finished
+  64  usage: bad command line";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rhai-probe",
+    version,
+    about = "Kubernetes exec probes written in Rhai: run a script, exit with a code kubelet trusts",
+    after_help = EXIT_HELP,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a probe script and exit with its verdict (one line on stdout, logs on stderr).
+    #[command(after_help = EXIT_HELP)]
+    Run(RunArgs),
+    /// Compile scripts without running them (for CI, before a ConfigMap rolls out).
+    ///
+    /// Prints every problem as path:line:col with the source line; exits 0 when every script
+    /// compiles, 3 otherwise.
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The probe script: a path, or - for standard input.
+    #[arg(value_name = "SCRIPT")]
+    pub script: PathBuf,
+
+    /// The whole probe's deadline: 500ms, 2s, 1m; a bare number is seconds (as timeoutSeconds).
+    /// Keep it below the probe's timeoutSeconds so the pod event carries this probe's reason.
+    #[arg(
+        long,
+        env = "RHAI_PROBE_TIMEOUT",
+        default_value = "800ms",
+        value_name = "DURATION"
+    )]
+    pub timeout: Timeout,
+
+    #[command(flatten)]
+    pub vars: VarArgs,
+
+    /// Append log records to this file too (/proc/1/fd/1 puts them in `kubectl logs`).
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+
+    /// The verdict's format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// More log output on stderr: -v for each host call, -vv for debug.
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors on stderr (the verdict line is always printed).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The scripts to compile.
+    #[arg(value_name = "SCRIPT", required = true)]
+    pub scripts: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub vars: VarArgs,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct VarArgs {
+    /// A constant visible in the script as NAME (repeatable). Integers, floats and true/false are
+    /// typed; anything else is a string ("quote" a value to force a string).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<Var>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// A `--timeout` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeout(pub Duration);
+
+/// The longest deadline accepted: a probe that needs more is not a probe.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl FromStr for Timeout {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let hint = "use a number with a unit, e.g. 500ms, 2s, 1m (a bare number means seconds)";
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("invalid duration '{text}': {hint}"))?;
+        let scale = match unit.trim() {
+            "" | "s" => 1.0,
+            "ms" => 1e-3,
+            "m" => 60.0,
+            other => {
+                return Err(format!(
+                    "invalid duration '{text}': unknown unit '{other}'; {hint}"
+                ))
+            }
+        };
+        let secs = value * scale;
+        if !secs.is_finite() || secs <= 0.0 {
+            return Err(format!(
+                "invalid duration '{text}': must be greater than zero"
+            ));
+        }
+        let d = Duration::from_secs_f64(secs);
+        if d > MAX_TIMEOUT {
+            return Err(format!("invalid duration '{text}': at most 1h"));
+        }
+        Ok(Timeout(d))
+    }
+}
+
+/// A `--var NAME=VALUE` value, typed the way the script will see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Var {
+    pub name: String,
+    pub value: VarValue,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum VarValue {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+}
+
+impl fmt::Display for VarValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VarValue::Int(v) => write!(f, "{v}"),
+            VarValue::Float(v) => write!(f, "{v}"),
+            VarValue::Bool(v) => write!(f, "{v}"),
+            VarValue::Str(v) => write!(f, "{v:?}"),
+        }
+    }
+}
+
+/// Words a script cannot use as a variable name (Rhai keywords and reserved words).
+const RESERVED: &[&str] = &[
+    "true",
+    "false",
+    "let",
+    "const",
+    "if",
+    "else",
+    "switch",
+    "do",
+    "while",
+    "until",
+    "loop",
+    "for",
+    "in",
+    "continue",
+    "break",
+    "return",
+    "throw",
+    "try",
+    "catch",
+    "fn",
+    "private",
+    "import",
+    "export",
+    "as",
+    "this",
+    "global",
+    "Fn",
+    "call",
+    "curry",
+    "type_of",
+    "print",
+    "debug",
+    "eval",
+    "var",
+    "static",
+    "shared",
+    "with",
+    "is",
+    "goto",
+    "exit",
+    "match",
+    "case",
+    "public",
+    "protected",
+    "new",
+    "use",
+    "module",
+    "package",
+    "super",
+    "spawn",
+    "thread",
+    "go",
+    "sync",
+    "async",
+    "await",
+    "yield",
+    "default",
+    "void",
+    "null",
+    "nil",
+];
+
+impl FromStr for Var {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let Some((name, raw)) = text.split_once('=') else {
+            return Err(format!("invalid --var '{text}': expected NAME=VALUE, e.g. url=http://127.0.0.1:8080/health"));
+        };
+        let name = name.trim();
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "invalid --var name '{name}': use letters, digits and _ (not starting with a digit)"
+            ));
+        }
+        if RESERVED.contains(&name) {
+            return Err(format!(
+                "invalid --var name '{name}': it is a reserved word in Rhai; pick another name"
+            ));
+        }
+        Ok(Var {
+            name: name.to_string(),
+            value: typed(raw),
+        })
+    }
+}
+
+fn typed(raw: &str) -> VarValue {
+    if raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"') {
+        return VarValue::Str(raw[1..raw.len() - 1].to_string());
+    }
+    match raw {
+        "true" => return VarValue::Bool(true),
+        "false" => return VarValue::Bool(false),
+        _ => {}
+    }
+    if let Ok(i) = raw.parse::<i64>() {
+        return VarValue::Int(i);
+    }
+    // Only plain decimal floats: "inf", "NaN" and "1e3" stay strings, as a person would expect.
+    if raw.contains('.')
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
+    {
+        if let Ok(f) = raw.parse::<f64>() {
+            return VarValue::Float(f);
+        }
+    }
+    VarValue::Str(raw.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit_code::Exit;
+
+    fn ms(t: &str) -> u128 {
+        t.parse::<Timeout>().unwrap().0.as_millis()
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(ms("500ms"), 500);
+        assert_eq!(ms("2s"), 2000);
+        assert_eq!(ms("1m"), 60_000);
+        assert_eq!(ms("1"), 1000);
+        assert_eq!(ms("0.5"), 500);
+        assert_eq!(ms(" 1.5s "), 1500);
+    }
+
+    #[test]
+    fn bad_durations_say_what_to_do() {
+        for bad in [
+            "",
+            "abc",
+            "5h",
+            "0",
+            "0ms",
+            "-1s",
+            "1e9",
+            "2 weeks",
+            "99999999s",
+        ] {
+            let err = bad.parse::<Timeout>().unwrap_err();
+            assert!(err.contains("invalid duration"), "{bad}: {err}");
+        }
+        assert!("5x".parse::<Timeout>().unwrap_err().contains("e.g. 500ms"));
+    }
+
+    #[test]
+    fn vars_are_typed() {
+        let v = |t: &str| t.parse::<Var>().unwrap().value;
+        assert_eq!(v("a=1"), VarValue::Int(1));
+        assert_eq!(v("a=-7"), VarValue::Int(-7));
+        assert_eq!(v("a=0.9"), VarValue::Float(0.9));
+        assert_eq!(v("a=true"), VarValue::Bool(true));
+        assert_eq!(
+            v("a=http://x:1/a=b"),
+            VarValue::Str("http://x:1/a=b".into())
+        );
+        assert_eq!(v("a=\"8080\""), VarValue::Str("8080".into()));
+        assert_eq!(v("a="), VarValue::Str(String::new()));
+        assert_eq!(v("a=inf"), VarValue::Str("inf".into()));
+        assert_eq!(v("a=1.2.3"), VarValue::Str("1.2.3".into()));
+    }
+
+    #[test]
+    fn bad_vars_are_rejected() {
+        for bad in ["noequals", "=1", "1a=1", "a-b=1", "let=1", "a b=1"] {
+            assert!(bad.parse::<Var>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_exit_code() {
+        for exit in Exit::ALL {
+            let line = format!("  {:<3} {}", exit.code(), exit.meaning());
+            assert!(EXIT_HELP.contains(&line), "missing: {line}");
+        }
+        assert_eq!(EXIT_HELP.lines().count(), Exit::ALL.len() + 1);
+    }
+}

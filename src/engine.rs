@@ -1,0 +1,208 @@
+//! The one place a Rhai `Engine` is built, for `run` and `check` alike: sandbox limits, the
+//! deadline hook, where `print` goes, and the host functions.
+//!
+//! `Engine::new_raw()` plus the packages a probe needs, not `Engine::new()`: the full standard
+//! package is most of the start-up cost of a run, and `new()` also installs a file module
+//! resolver (`import` reading files) that a probe must not have. `eval` is disabled so that what
+//! `check` compiles is all the script can run.
+
+use std::{cell::Cell, rc::Rc};
+
+use rhai::{
+    packages::{
+        BasicArrayPackage, BasicMapPackage, BasicMathPackage, CorePackage, MoreStringPackage,
+        Package,
+    },
+    Dynamic, Engine,
+};
+
+use crate::host::{self, Host};
+
+/// Sandbox limits. Generous for a probe (a few checks), tight enough that a runaway script
+/// stops long before it can hurt the pod it guards. Documented in docs/sandbox.md.
+pub mod limits {
+    /// Rhai operations per run (a 200-line script with 20 checks uses a few thousand).
+    pub const OPERATIONS: u64 = 1_000_000;
+    /// Nested function calls (recursion depth).
+    pub const CALL_LEVELS: usize = 32;
+    /// Expression nesting at the top level and inside functions.
+    pub const EXPR_DEPTH: usize = 64;
+    pub const FN_EXPR_DEPTH: usize = 32;
+    /// Bytes in one string (an `http_get` body is at most 1 MiB).
+    pub const STRING_SIZE: usize = 2 * 1024 * 1024;
+    pub const ARRAY_SIZE: usize = 10_000;
+    pub const MAP_SIZE: usize = 10_000;
+    pub const VARIABLES: usize = 1_000;
+    pub const FUNCTIONS: usize = 256;
+    /// Bytes of `print`/`debug` output logged per run; the rest is dropped with a note, so a
+    /// script printing in a loop cannot flood kubelet's event or the pod's log.
+    pub const PRINT_BYTES: usize = 4 * 1024;
+}
+
+/// What the `on_progress` hook raises: the same `ErrorTerminated` as a host call that runs out
+/// of time, so both end as exit 4.
+pub const STOPPED_RUNNING: &str = "while the script was running";
+
+pub fn build(host: &Rc<Host>) -> Engine {
+    let mut engine = Engine::new_raw();
+    for module in [
+        CorePackage::new().as_shared_module(),
+        BasicArrayPackage::new().as_shared_module(),
+        BasicMapPackage::new().as_shared_module(),
+        BasicMathPackage::new().as_shared_module(),
+        MoreStringPackage::new().as_shared_module(),
+    ] {
+        engine.register_global_module(module);
+    }
+
+    engine
+        .set_max_operations(limits::OPERATIONS)
+        .set_max_call_levels(limits::CALL_LEVELS)
+        .set_max_expr_depths(limits::EXPR_DEPTH, limits::FN_EXPR_DEPTH)
+        .set_max_string_size(limits::STRING_SIZE)
+        .set_max_array_size(limits::ARRAY_SIZE)
+        .set_max_map_size(limits::MAP_SIZE)
+        .set_max_variables(limits::VARIABLES)
+        .set_max_functions(limits::FUNCTIONS)
+        .set_strict_variables(true)
+        .set_fail_on_invalid_map_property(true);
+    engine.disable_symbol("eval");
+
+    let deadline = host.deadline;
+    engine.on_progress(move |ops| {
+        // Instant::now() is a vDSO call; every 256 operations is plenty to stop on time.
+        if ops & 0xff == 0 && deadline.expired() {
+            Some(Dynamic::from(STOPPED_RUNNING))
+        } else {
+            None
+        }
+    });
+
+    let printed = Rc::new(Cell::new(0usize));
+    let budget = printed.clone();
+    engine.on_print(move |text| log_script_output(&budget, log::Level::Info, text));
+    engine.on_debug(move |text, _, pos| {
+        let line = format!("{text} (line {})", pos.line().unwrap_or(0));
+        log_script_output(&printed, log::Level::Debug, &line);
+    });
+
+    host::register(&mut engine, host);
+    engine
+}
+
+fn log_script_output(printed: &Cell<usize>, level: log::Level, text: &str) {
+    let used = printed.get();
+    if used > limits::PRINT_BYTES {
+        return;
+    }
+    printed.set(used + text.len());
+    if used + text.len() > limits::PRINT_BYTES {
+        log::log!(
+            level,
+            "print: further script output dropped (limit {} bytes)",
+            limits::PRINT_BYTES
+        );
+    } else {
+        log::log!(level, "print: {text}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{deadline::Deadline, trace::Trace};
+    use std::time::Duration;
+
+    fn engine() -> Engine {
+        let host = Host::new(
+            Deadline::start(Duration::from_secs(5)),
+            Trace::default(),
+            "test".into(),
+            rhai::Map::new(),
+        );
+        build(&host)
+    }
+
+    /// A sample argument for each type a signature names.
+    fn sample(param: &str) -> &'static str {
+        match param.rsplit(':').next().unwrap_or("").trim() {
+            "string" => "\"x\"",
+            "int" => "1",
+            "float" => "1.0",
+            "bool" => "true",
+            "map" => "#{}",
+            "closure" => "|| true",
+            _ => "1",
+        }
+    }
+
+    #[test]
+    fn every_documented_signature_is_registered() {
+        // A zero deadline: host calls stop before any I/O, so this touches no network.
+        let host = Host::new(
+            Deadline::start(Duration::ZERO),
+            Trace::default(),
+            "test".into(),
+            rhai::Map::new(),
+        );
+        let engine = build(&host);
+        let mut checked = 0;
+        for doc in host::FUNCTIONS {
+            for signature in doc.signatures {
+                let params =
+                    &signature[signature.find('(').unwrap() + 1..signature.find(')').unwrap()];
+                let args: Vec<&str> = params
+                    .split(',')
+                    .filter(|p| !p.trim().is_empty())
+                    .map(sample)
+                    .collect();
+                let call = format!("{}({})", doc.name, args.join(", "));
+                if let Err(err) = engine.eval::<Dynamic>(&call) {
+                    assert!(
+                        !matches!(*err, rhai::EvalAltResult::ErrorFunctionNotFound(..)),
+                        "{signature} is documented but not registered: {err}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 12, "{checked}");
+    }
+
+    #[test]
+    fn sandbox_refuses_eval_and_import() {
+        let engine = engine();
+        assert!(engine.compile("eval(\"1\")").is_err());
+        assert!(engine.compile("import \"x\" as y;").is_err());
+    }
+
+    #[test]
+    fn strict_map_properties() {
+        let engine = engine();
+        let err = engine
+            .eval::<Dynamic>("let m = #{status: 1}; m.stauts")
+            .unwrap_err();
+        assert!(
+            matches!(*err, rhai::EvalAltResult::ErrorPropertyNotFound(..)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn host_sleep_overrides_the_blocking_one() {
+        let host = Host::new(
+            Deadline::start(Duration::from_millis(50)),
+            Trace::default(),
+            "test".into(),
+            rhai::Map::new(),
+        );
+        let engine = build(&host);
+        let started = std::time::Instant::now();
+        let err = engine.eval::<Dynamic>("sleep(30)").unwrap_err();
+        assert!(
+            matches!(*err, rhai::EvalAltResult::ErrorTerminated(..)),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}

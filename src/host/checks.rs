@@ -1,0 +1,132 @@
+//! Script-level helpers that are not I/O: named checks, `--var` defaults, and a `sleep` that
+//! respects the deadline (Rhai's own would block past it).
+
+use std::{rc::Rc, time::Duration};
+
+use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, INT};
+
+use super::{deadline_error, fault, pos, FnDoc, Host, RhaiResult};
+
+pub const DOC_CHECK: FnDoc = FnDoc {
+    name: "check",
+    signatures: &[
+        "check(name: string, value: bool) -> bool",
+        "check(name: string, f: closure) -> bool",
+    ],
+    summary: "record a named check; the verdict lists every failed one (a closure's errors fail only that check)",
+};
+
+pub const DOC_VAR_OR: FnDoc = FnDoc {
+    name: "var_or",
+    signatures: &["var_or(name: string, default: any) -> any"],
+    summary: "the --var NAME=VALUE given on the command line, or the default",
+};
+
+pub const DOC_SLEEP: FnDoc = FnDoc {
+    name: "sleep",
+    signatures: &["sleep(seconds: int)", "sleep(seconds: float)"],
+    summary:
+        "pause (e.g. before a retry); stops the probe with exit 4 if it would outlast the deadline",
+};
+
+/// `check(name, value)`, `check(name, || expr)` → bool
+///
+/// Records a named check and returns its result. The probe is unhealthy when any check fails,
+/// whatever the script returns; a script may end with `()` after its checks, and then the
+/// verdict is theirs. With a closure, an error it throws (refused, timeout, `throw`) fails that
+/// check only, so the other checks still run and the verdict lists every failure. Script bugs
+/// (unknown function, missing property), limits and the deadline are never caught here.
+fn check_value(host: &Host, ctx: &NativeCallContext, name: &str, passed: bool) -> bool {
+    host.trace
+        .record_check(name, passed, None, pos(ctx), &host.source);
+    passed
+}
+
+fn check_closure(host: &Host, ctx: &NativeCallContext, name: &str, f: FnPtr) -> RhaiResult<bool> {
+    match f.call_within_context::<Dynamic>(ctx, ()) {
+        Ok(value) => match value.as_bool() {
+            Ok(passed) => Ok(check_value(host, ctx, name, passed)),
+            Err(type_name) => Err(fault(
+                format!("check({name:?}, ...): the closure returned {type_name}, not a boolean"),
+                ctx.call_position(),
+            )),
+        },
+        Err(err) => match thrown(&err) {
+            Some(message) => {
+                host.trace
+                    .record_check(name, false, Some(message), pos(ctx), &host.source);
+                Ok(false)
+            }
+            None => Err(err),
+        },
+    }
+}
+
+/// The message of an error a check may absorb: one thrown at run time (by a host call's
+/// transport failure or the script's `throw`), possibly from inside a function.
+fn thrown(err: &EvalAltResult) -> Option<String> {
+    match err {
+        EvalAltResult::ErrorRuntime(value, _) => Some(
+            value
+                .read_lock::<rhai::ImmutableString>()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| format!("threw {value}")),
+        ),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => thrown(inner),
+        _ => None,
+    }
+}
+
+fn sleep(host: &Host, ctx: &NativeCallContext, seconds: f64) -> RhaiResult<()> {
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Ok(());
+    }
+    let wanted = Duration::from_secs_f64(seconds.min(86_400.0));
+    let left = host.deadline.remaining();
+    if wanted >= left {
+        std::thread::sleep(left);
+        return Err(deadline_error(
+            format!("during sleep({seconds})"),
+            ctx.call_position(),
+        ));
+    }
+    std::thread::sleep(wanted);
+    Ok(())
+}
+
+pub fn register(engine: &mut Engine, host: &Rc<Host>) {
+    let h = host.clone();
+    engine.register_fn(
+        "check",
+        move |ctx: NativeCallContext, name: &str, value: bool| check_value(&h, &ctx, name, value),
+    );
+    let h = host.clone();
+    engine.register_fn(
+        "check",
+        move |ctx: NativeCallContext, name: &str, f: FnPtr| check_closure(&h, &ctx, name, f),
+    );
+    engine.register_fn(
+        "check",
+        |ctx: NativeCallContext, name: &str, value: Dynamic| -> RhaiResult<bool> {
+            Err(fault(
+                format!(
+                    "check({name:?}, ...): the second argument must be a boolean or a closure returning one (|| ...), got {}",
+                    value.type_name()
+                ),
+                ctx.call_position(),
+            ))
+        },
+    );
+    let h = host.clone();
+    engine.register_fn("var_or", move |name: &str, default: Dynamic| {
+        h.vars.get(name).cloned().unwrap_or(default)
+    });
+    let h = host.clone();
+    engine.register_fn("sleep", move |ctx: NativeCallContext, seconds: f64| {
+        sleep(&h, &ctx, seconds)
+    });
+    let h = host.clone();
+    engine.register_fn("sleep", move |ctx: NativeCallContext, seconds: INT| {
+        sleep(&h, &ctx, seconds as f64)
+    });
+}

@@ -1,0 +1,383 @@
+//! `http_get` and `json`: kubelet's `httpGet` probe, from a script.
+//!
+//! Semantics follow kubelet's prober: a status in 200-399 is `ok`; redirects are followed on the
+//! same host only (a redirect elsewhere is returned as it is, as kubelet does); proxy environment
+//! variables are ignored. Unlike kubelet, TLS certificates are verified unless `insecure: true`,
+//! against bundled Mozilla roots (no CA bundle needed in the image, and no 3 ms load of the
+//! system store on every start). The body is read up to `max_body` bytes and never further.
+
+use std::{io::Read, rc::Rc, time::Instant};
+
+use rhai::{Dynamic, Engine, Map, NativeCallContext};
+use ureq::{
+    http::{header::LOCATION, Uri},
+    tls::TlsConfig,
+};
+
+use super::{options::Options, FnDoc, Host, HostError, RhaiResult};
+use crate::{redact, trace::Outcome};
+
+pub const DOC_HTTP_GET: FnDoc = FnDoc {
+    name: "http_get",
+    signatures: &[
+        "http_get(url: string) -> map",
+        "http_get(url: string, options: map) -> map",
+    ],
+    summary: "GET a URL: #{status, ok, body, headers, elapsed_ms, truncated, url}; transport failures throw",
+};
+
+pub const DOC_JSON: FnDoc = FnDoc {
+    name: "json",
+    signatures: &["json(response: map) -> any", "json(text: string) -> any"],
+    summary: "parse a response body (resp.json()) or a string as JSON",
+};
+
+/// The keys of an `http_get` response, for "did you mean" hints.
+pub const RESPONSE_KEYS: &[&str] = &[
+    "status",
+    "ok",
+    "body",
+    "headers",
+    "elapsed_ms",
+    "truncated",
+    "url",
+];
+
+/// Bodies are read up to this many bytes unless `max_body` says otherwise.
+pub const DEFAULT_MAX_BODY: i64 = 64 * 1024;
+/// The largest `max_body` a script may ask for (the engine's string limit is above it).
+pub const MAX_MAX_BODY: i64 = 1024 * 1024;
+/// Redirect hops followed before giving up (kubelet and Go's client stop at 10).
+const MAX_REDIRECTS: usize = 10;
+const OPTIONS: &[&str] = &[
+    "timeout",
+    "timeout_ms",
+    "headers",
+    "insecure",
+    "max_body",
+    "follow_redirects",
+];
+
+/// The agent every `http_get` of a run shares. Small buffers: a probe reads a status line, a few
+/// headers and a small body, and ureq's 128 KiB defaults cost start-up time for nothing.
+pub fn build_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .user_agent(concat!("rhai-probe/", env!("CARGO_PKG_VERSION")))
+        .input_buffer_size(16 * 1024)
+        .max_response_header_size(16 * 1024)
+        .output_buffer_size(4 * 1024)
+        .max_idle_connections(0)
+        .build()
+        .into()
+}
+
+struct Request {
+    timeout: Option<std::time::Duration>,
+    headers: Vec<(String, String)>,
+    insecure: bool,
+    max_body: u64,
+    follow_redirects: bool,
+}
+
+fn parse_options(options: &Options) -> Result<Request, HostError> {
+    let max_body = options.int("max_body")?.unwrap_or(DEFAULT_MAX_BODY);
+    if !(0..=MAX_MAX_BODY).contains(&max_body) {
+        return Err(HostError::Fault(format!(
+            "option 'max_body' must be between 0 and {MAX_MAX_BODY} bytes, got {max_body}"
+        )));
+    }
+    let mut headers = Vec::new();
+    for (name, value) in options.map("headers")?.unwrap_or_default() {
+        let value = value
+            .into_immutable_string()
+            .map_err(|t| HostError::Fault(format!("header '{name}' must be a string, got {t}")))?;
+        if is_secret_header(&name) {
+            redact::remember(&value);
+            if let Some((_, credential)) = value.split_once(' ') {
+                redact::remember(credential);
+            }
+        }
+        headers.push((name.to_string(), value.to_string()));
+    }
+    Ok(Request {
+        timeout: options.timeout()?,
+        headers,
+        insecure: options.bool("insecure")?.unwrap_or(false),
+        max_body: max_body as u64,
+        follow_redirects: options.bool("follow_redirects")?.unwrap_or(true),
+    })
+}
+
+fn is_secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == "authorization"
+        || name == "proxy-authorization"
+        || name == "cookie"
+        || ["token", "key", "secret", "auth"]
+            .iter()
+            .any(|w| name.contains(w))
+}
+
+/// `http_get(url)`, `http_get(url, options)` → map
+///
+/// Keys: `status` (int), `ok` (200 ≤ status < 400, kubelet's rule), `body` (string, at most
+/// `max_body` bytes, invalid UTF-8 replaced), `headers` (map, lower-case names, repeated headers
+/// joined with ", "), `elapsed_ms` (float), `truncated` (the body was longer than `max_body`),
+/// `url` (the final URL after redirects).
+/// Options: `timeout` ("2s", or seconds), `timeout_ms`, `headers` (map), `insecure` (skip TLS
+/// verification), `max_body` (bytes, default 65536, at most 1 MiB), `follow_redirects`
+/// (default true, same host only, at most 10).
+/// An HTTP status never throws. A transport failure (refused, DNS, TLS, timeout, too many
+/// redirects) throws an error naming the URL and the cause; a malformed URL or option is a
+/// script fault.
+fn http_get(host: &Host, ctx: &NativeCallContext, url: &str, options: Options) -> RhaiResult<Map> {
+    let shown = redact::mask_url(url);
+    let request = parse_options(&options).map_err(|e| e.into_fault("http_get", ctx))?;
+    let first = parse_url(url).map_err(|e| e.into_fault("http_get", ctx))?;
+    host.call(ctx, "http_get", format!("GET {shown}"), request.timeout, |budget| {
+        let mut uri = first;
+        let started = Instant::now();
+        let agent = host.http_agent();
+        let mut hops = 0;
+        loop {
+            let left = budget.saturating_sub(started.elapsed());
+            let mut builder = agent
+                .get(uri.clone())
+                .config()
+                .timeout_global(Some(left))
+                .timeout_connect(Some(left));
+            if request.insecure {
+                builder = builder.tls_config(TlsConfig::builder().disable_verification(true).build());
+            }
+            let mut req = builder.build();
+            for (name, value) in &request.headers {
+                req = req.header(name.as_str(), value.as_str());
+            }
+            let mut response = req.call().map_err(|e| HostError::Transport(transport_reason(&e, budget)))?;
+            let status = response.status().as_u16();
+            if request.follow_redirects && matches!(status, 301 | 302 | 303 | 307 | 308) {
+                if let Some(next) = response
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| resolve_location(&uri, l))
+                {
+                    if next.host() == uri.host() {
+                        hops += 1;
+                        if hops > MAX_REDIRECTS {
+                            return Err(HostError::Transport(format!(
+                                "stopped after {MAX_REDIRECTS} redirects (a redirect loop?)"
+                            )));
+                        }
+                        uri = next;
+                        continue;
+                    }
+                    log::warn!(
+                        "{shown}: not following the redirect to another host ({}), as kubelet does not",
+                        redact::mask_url(&next.to_string())
+                    );
+                }
+            }
+            let mut headers = Map::new();
+            for (name, value) in response.headers() {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                let entry = headers.entry(name.as_str().into()).or_insert_with(|| Dynamic::from(String::new()));
+                let joined = match entry.clone().into_immutable_string() {
+                    Ok(prev) if !prev.is_empty() => format!("{prev}, {value}"),
+                    _ => value,
+                };
+                *entry = joined.into();
+            }
+            let mut body = Vec::new();
+            response
+                .body_mut()
+                .as_reader()
+                .take(request.max_body + 1)
+                .read_to_end(&mut body)
+                .map_err(|e| HostError::Transport(format!("reading the body after status {status}: {}", io_reason(&e))))?;
+            let truncated = body.len() as u64 > request.max_body;
+            body.truncate(request.max_body as usize);
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+            let ok = (200..400).contains(&status);
+            let mut map = Map::new();
+            map.insert("status".into(), (status as i64).into());
+            map.insert("ok".into(), ok.into());
+            map.insert("body".into(), String::from_utf8_lossy(&body).into_owned().into());
+            map.insert("headers".into(), headers.into());
+            map.insert("elapsed_ms".into(), elapsed_ms.into());
+            map.insert("truncated".into(), truncated.into());
+            map.insert("url".into(), uri.to_string().into());
+            let summary = if hops > 0 {
+                format!("{status} after {hops} redirect{}", if hops == 1 { "" } else { "s" })
+            } else {
+                status.to_string()
+            };
+            let outcome = if ok { Outcome::Pass(summary) } else { Outcome::Fail(summary) };
+            return Ok((map, outcome));
+        }
+    })
+}
+
+fn parse_url(url: &str) -> Result<Uri, HostError> {
+    let shown = redact::mask_url(url);
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        let hint = if url.contains("://") {
+            "only http:// and https:// are supported".to_string()
+        } else {
+            format!("write http://{shown}")
+        };
+        return Err(HostError::Fault(format!(
+            "URL '{shown}' has no http:// or https:// scheme; {hint}"
+        )));
+    }
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| HostError::Fault(format!("URL '{shown}' is not valid: {e}")))?;
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(HostError::Fault(format!("URL '{shown}' has no host")));
+    }
+    // `Uri::port()` silently drops a port that is not a u16, so read it from the authority.
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    if let Some((_, port)) = host_port.rsplit_once(':').filter(|(_, p)| !p.contains(']')) {
+        if port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(HostError::Fault(format!(
+                "URL '{shown}': port {port} is out of range 1-65535"
+            )));
+        }
+    }
+    Ok(uri)
+}
+
+/// Resolve a `Location` header against the URL that returned it.
+fn resolve_location(base: &Uri, location: &str) -> Option<Uri> {
+    if location.contains("://") {
+        return location.parse().ok();
+    }
+    let scheme = base.scheme_str().unwrap_or("http");
+    let authority = base.authority()?.as_str();
+    let absolute = if let Some(rest) = location.strip_prefix("//") {
+        format!("{scheme}://{rest}")
+    } else if location.starts_with('/') {
+        format!("{scheme}://{authority}{location}")
+    } else {
+        let path = base.path();
+        let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+        let dir = if dir.is_empty() { "/" } else { dir };
+        format!("{scheme}://{authority}{dir}{location}")
+    };
+    absolute.parse().ok()
+}
+
+/// A transport failure as a person would say it.
+fn transport_reason(e: &ureq::Error, budget: std::time::Duration) -> String {
+    match e {
+        ureq::Error::Io(io) => io_reason(io),
+        ureq::Error::Timeout(_) => format!("timed out after {}", crate::deadline::human(budget)),
+        ureq::Error::HostNotFound => "host not found (DNS)".into(),
+        ureq::Error::ConnectionFailed => "connection failed".into(),
+        ureq::Error::Tls(m) => format!("TLS: {m}"),
+        ureq::Error::Rustls(r) => format!("TLS: {r}"),
+        ureq::Error::Protocol(p) => format!("not a valid HTTP response: {p}"),
+        ureq::Error::LargeResponseHeader(..) => "response header larger than 16 KiB".into(),
+        other => other.to_string(),
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<ureq::Error>()) {
+        return inner.to_string();
+    }
+    super::tcp::describe(e)
+}
+
+/// `json(resp)` / `resp.json()` → the body parsed as JSON; `json(text)` parses a string.
+/// Objects become maps, arrays arrays, `null` becomes `()`. Throws (check error) when the text is
+/// not JSON: a health endpoint answering HTML is a failed check, not a broken script.
+fn parse_json(text: &str) -> RhaiResult<Dynamic> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        let start: String = text.chars().take(60).collect();
+        format!("body is not JSON ({e}); it starts with {start:?}")
+    })?;
+    rhai::serde::to_dynamic(value)
+}
+
+pub fn register(engine: &mut Engine, host: &Rc<Host>) {
+    let h = host.clone();
+    engine.register_fn("http_get", move |ctx: NativeCallContext, url: &str| {
+        http_get(&h, &ctx, url, Options::none())
+    });
+    let h = host.clone();
+    engine.register_fn(
+        "http_get",
+        move |ctx: NativeCallContext, url: &str, options: Map| {
+            let options =
+                Options::new(&options, OPTIONS).map_err(|e| e.into_fault("http_get", &ctx))?;
+            http_get(&h, &ctx, url, options)
+        },
+    );
+    engine.register_fn("json", |ctx: NativeCallContext, response: Map| {
+        let Some(body) = response.get("body") else {
+            return Err(super::fault(
+                "json(map): the map has no 'body'; call it on an http_get response: resp.json()"
+                    .into(),
+                ctx.call_position(),
+            ));
+        };
+        let body = body.clone().into_immutable_string().map_err(|t| {
+            super::fault(
+                format!("json(map): 'body' must be a string, got {t}"),
+                ctx.call_position(),
+            )
+        })?;
+        parse_json(&body)
+    });
+    engine.register_fn("json", |text: &str| parse_json(text));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(s: &str) -> Uri {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn locations_resolve_against_the_base() {
+        let base = u("http://127.0.0.1:8080/a/b?x=1");
+        assert_eq!(
+            resolve_location(&base, "/c").unwrap(),
+            u("http://127.0.0.1:8080/c")
+        );
+        assert_eq!(
+            resolve_location(&base, "c").unwrap(),
+            u("http://127.0.0.1:8080/a/c")
+        );
+        assert_eq!(
+            resolve_location(&base, "//other:1/d").unwrap(),
+            u("http://other:1/d")
+        );
+        assert_eq!(
+            resolve_location(&base, "https://x/y").unwrap(),
+            u("https://x/y")
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_faults_with_a_hint() {
+        let err = |s: &str| match parse_url(s) {
+            Err(HostError::Fault(m)) => m,
+            other => panic!("{s}: {other:?}"),
+        };
+        assert!(err("localhost:8080/health").contains("write http://localhost:8080/health"));
+        assert!(err("ftp://x/").contains("only http:// and https://"));
+        assert!(err("http://127.0.0.1:0/").contains("port 0 is out of range"));
+        assert!(err("http://127.0.0.1:70000/").contains("port 70000 is out of range"));
+        assert!(err("http:///x").contains("not valid") || err("http:///x").contains("no host"));
+    }
+}

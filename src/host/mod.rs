@@ -1,0 +1,191 @@
+//! The functions a probe script can call, one namespace per file, and the one wrapper they all
+//! run through (`Host::call`): it clamps the call's timeout to the deadline, records the call in
+//! the trace, and turns a failure into the right kind of Rhai error:
+//!
+//! - a transport failure (refused, DNS, TLS, timeout) is a catchable `ErrorRuntime` → exit 2;
+//! - a bad argument is the script's fault: an uncatchable `ErrorSystem` carrying a [`Fault`] → exit 3;
+//! - running out of time is `ErrorTerminated`, uncatchable like the `on_progress` stop → exit 4.
+
+pub mod checks;
+pub mod http;
+pub mod options;
+pub mod system;
+pub mod tcp;
+
+use std::{cell::OnceCell, fmt, rc::Rc, time::Instant};
+
+use rhai::{Dynamic, Engine, EvalAltResult, NativeCallContext, Position};
+
+use crate::{
+    deadline::Deadline,
+    trace::{Outcome, Pos, Trace},
+};
+
+pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// What every host function shares for one probe run.
+pub struct Host {
+    pub deadline: Deadline,
+    pub trace: Trace,
+    /// The script's display name, for log records.
+    pub source: String,
+    /// `--var` values, for `var_or`.
+    pub vars: rhai::Map,
+    /// Built on the first `http_get`, so probes that make no HTTP call never pay for it.
+    http_agent: OnceCell<ureq::Agent>,
+}
+
+impl Host {
+    pub fn new(deadline: Deadline, trace: Trace, source: String, vars: rhai::Map) -> Rc<Self> {
+        Rc::new(Host {
+            deadline,
+            trace,
+            source,
+            vars,
+            http_agent: OnceCell::new(),
+        })
+    }
+
+    /// Run one host call under the deadline and record it in the trace.
+    ///
+    /// `f` gets the time it may take (its own timeout clamped to the time left) and returns the
+    /// value with the outcome to record, or a [`HostError`].
+    pub fn call<T>(
+        &self,
+        ctx: &NativeCallContext,
+        function: &'static str,
+        what: String,
+        own_timeout: Option<std::time::Duration>,
+        f: impl FnOnce(std::time::Duration) -> Result<(T, Outcome), HostError>,
+    ) -> RhaiResult<T> {
+        let position = ctx.call_position();
+        let Some(budget) = self.deadline.clamp(own_timeout) else {
+            return Err(deadline_error(format!("before {what}"), position));
+        };
+        let index = self.trace.begin(function, what.clone(), position.into());
+        let started = Instant::now();
+        let result = f(budget);
+        let elapsed = started.elapsed();
+        // A call that did not succeed once the deadline has passed was cut short by it: say so,
+        // rather than blaming the peer for a timeout the deadline imposed.
+        let cut_short = self.deadline.expired()
+            && !matches!(result, Ok((_, Outcome::Pass(_))) | Err(HostError::Fault(_)));
+        if cut_short {
+            self.trace.finish(
+                index,
+                Outcome::Error("deadline passed".into()),
+                elapsed,
+                &self.source,
+            );
+            return Err(deadline_error(format!("during {what}"), position));
+        }
+        match result {
+            Ok((value, outcome)) => {
+                self.trace.finish(index, outcome, elapsed, &self.source);
+                Ok(value)
+            }
+            Err(HostError::Transport(message)) => {
+                self.trace.finish(
+                    index,
+                    Outcome::Error(message.clone()),
+                    elapsed,
+                    &self.source,
+                );
+                Err(
+                    EvalAltResult::ErrorRuntime(format!("{what}: {message}").into(), position)
+                        .into(),
+                )
+            }
+            Err(HostError::Fault(message)) => {
+                self.trace.finish(
+                    index,
+                    Outcome::Error(message.clone()),
+                    elapsed,
+                    &self.source,
+                );
+                Err(fault(format!("{function}: {message}"), position))
+            }
+        }
+    }
+
+    pub fn http_agent(&self) -> &ureq::Agent {
+        self.http_agent.get_or_init(http::build_agent)
+    }
+}
+
+/// Why a host call failed.
+#[derive(Debug)]
+pub enum HostError {
+    /// The peer or the network failed: the thing being checked is not well.
+    Transport(String),
+    /// The script asked for something impossible (no scheme, port 70000, unknown option).
+    Fault(String),
+}
+
+impl HostError {
+    /// For errors found before the call starts (a bad option): always the script's fault.
+    pub fn into_fault(self, function: &str, ctx: &NativeCallContext) -> Box<EvalAltResult> {
+        match self {
+            HostError::Fault(m) | HostError::Transport(m) => {
+                fault(format!("{function}: {m}"), ctx.call_position())
+            }
+        }
+    }
+}
+
+/// A script fault raised by a host function. Carried inside `ErrorSystem`, which Rhai neither
+/// lets `try`/`catch` swallow nor wraps in `ErrorInFunctionCall`; it has no position field, so the
+/// position travels here.
+#[derive(Debug)]
+pub struct Fault {
+    pub message: String,
+    pub position: Position,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Fault {}
+
+pub fn fault(message: String, position: Position) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorSystem(String::new(), Box::new(Fault { message, position })).into()
+}
+
+/// The deadline stop: the same error `on_progress` raises, so both end in exit 4.
+pub fn deadline_error(during: String, position: Position) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorTerminated(Dynamic::from(during), position).into()
+}
+
+/// One line of the function reference: used by error hints ("http_get takes …").
+pub struct FnDoc {
+    pub name: &'static str,
+    pub signatures: &'static [&'static str],
+    pub summary: &'static str,
+}
+
+/// Every host function, for hints in diagnostics. Keep in step with each `register`; a test in
+/// `engine.rs` checks that every name here is callable.
+pub const FUNCTIONS: &[FnDoc] = &[
+    system::DOC_LOAD_AVG,
+    system::DOC_CPU_COUNT,
+    http::DOC_HTTP_GET,
+    http::DOC_JSON,
+    tcp::DOC_TCP_OPEN,
+    checks::DOC_CHECK,
+    checks::DOC_VAR_OR,
+    checks::DOC_SLEEP,
+];
+
+pub fn register(engine: &mut Engine, host: &Rc<Host>) {
+    system::register(engine, host);
+    http::register(engine, host);
+    tcp::register(engine, host);
+    checks::register(engine, host);
+}
+
+pub fn pos(ctx: &NativeCallContext) -> Pos {
+    ctx.call_position().into()
+}

@@ -1,0 +1,135 @@
+//! `tcp_open`: can a TCP connection be made? kubelet's `tcpSocket` probe, from a script.
+
+use std::{
+    net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs},
+    rc::Rc,
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use rhai::{Engine, Map, NativeCallContext, INT};
+
+use super::{options::Options, FnDoc, Host, HostError, RhaiResult};
+use crate::trace::Outcome;
+
+pub const DOC_TCP_OPEN: FnDoc = FnDoc {
+    name: "tcp_open",
+    signatures: &[
+        "tcp_open(host: string, port: int) -> bool",
+        "tcp_open(host: string, port: int, options: map) -> bool",
+    ],
+    summary: "true when a TCP connection to host:port is accepted within the timeout",
+};
+
+/// `tcp_open(host, port)`, `tcp_open(host, port, #{timeout})` → bool
+///
+/// `true` when a TCP connection is accepted within the timeout (then closed at once); `false`
+/// when refused, unreachable, not resolved or timed out, with the reason in the call trace.
+/// Host names resolve (every address is tried in order); IPv6 literals work with or without
+/// brackets. A script fault for an empty host or a port outside 1-65535.
+fn tcp_open(
+    host: &Host,
+    ctx: &NativeCallContext,
+    name: &str,
+    port: INT,
+    options: Options,
+) -> RhaiResult<bool> {
+    let port_ok = u16::try_from(port).ok().filter(|p| *p != 0);
+    let name = name.trim();
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    let what = match bare.parse::<IpAddr>() {
+        Ok(IpAddr::V6(_)) => format!("TCP [{bare}]:{port}"),
+        _ => format!("TCP {bare}:{port}"),
+    };
+    let timeout = options
+        .timeout()
+        .map_err(|e| e.into_fault("tcp_open", ctx))?;
+    if bare.is_empty() {
+        return Err(HostError::Fault("host is empty".into()).into_fault("tcp_open", ctx));
+    }
+    let Some(port) = port_ok else {
+        let message = format!("port {port} is out of range 1-65535");
+        return Err(HostError::Fault(message).into_fault("tcp_open", ctx));
+    };
+    host.call(ctx, "tcp_open", what, timeout, |budget| {
+        let started = Instant::now();
+        let addrs = match resolve(bare, port, budget) {
+            Ok(addrs) => addrs,
+            Err(reason) => return Ok((false, Outcome::Fail(reason))),
+        };
+        let mut last = String::from("no address");
+        for addr in addrs {
+            let left = budget.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                last = format!("timed out after {}", crate::deadline::human(budget));
+                break;
+            }
+            match TcpStream::connect_timeout(&addr, left) {
+                Ok(_) => return Ok((true, Outcome::Pass("connected".into()))),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    last = format!("timed out after {}", crate::deadline::human(budget));
+                }
+                Err(e) => last = describe(&e),
+            }
+        }
+        Ok((false, Outcome::Fail(last)))
+    })
+}
+
+/// Resolve `host:port` within `budget`. IP literals need no lookup; names go through the system
+/// resolver on a helper thread, because `getaddrinfo` cannot be given a timeout.
+pub fn resolve(host: &str, port: u16, budget: Duration) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = mpsc::channel();
+    let target = (host.to_string(), port);
+    std::thread::spawn(move || {
+        let _ = tx.send(target.to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
+    });
+    match rx.recv_timeout(budget) {
+        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
+        Ok(Ok(_)) => Err(format!("{host} resolved to no address")),
+        Ok(Err(e)) => Err(format!("cannot resolve {host}: {e}")),
+        Err(_) => Err(format!(
+            "resolving {host} timed out after {}",
+            crate::deadline::human(budget)
+        )),
+    }
+}
+
+/// A short reason for a failed connect: `refused`, not `Connection refused (os error 111)`.
+pub fn describe(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => "connection refused".into(),
+        ConnectionReset => "connection reset".into(),
+        TimedOut => "timed out".into(),
+        _ => {
+            let text = e.to_string();
+            match text.find(" (os error") {
+                Some(i) => text[..i].to_lowercase(),
+                None => text,
+            }
+        }
+    }
+}
+
+pub fn register(engine: &mut Engine, host: &Rc<Host>) {
+    let h = host.clone();
+    engine.register_fn(
+        "tcp_open",
+        move |ctx: NativeCallContext, name: &str, port: INT| {
+            tcp_open(&h, &ctx, name, port, Options::none())
+        },
+    );
+    let h = host.clone();
+    engine.register_fn(
+        "tcp_open",
+        move |ctx: NativeCallContext, name: &str, port: INT, options: Map| {
+            let options = Options::new(&options, &["timeout", "timeout_ms"])
+                .map_err(|e| e.into_fault("tcp_open", &ctx))?;
+            tcp_open(&h, &ctx, name, port, options)
+        },
+    );
+}

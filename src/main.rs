@@ -1,0 +1,162 @@
+//! rhai-probe: Kubernetes exec probes written in Rhai.
+//!
+//! `main` parses the command line, sets up logging and dispatches; each subcommand returns the
+//! [`Exit`] it ends with, and that is the process's exit code. Nothing else exits, except the
+//! watchdog, which must be able to end a run stuck in a call that cannot be interrupted.
+
+mod cli;
+mod deadline;
+mod diagnostic;
+mod engine;
+mod exit_code;
+mod host;
+mod logging;
+mod probe;
+mod redact;
+mod report;
+mod trace;
+
+use std::{process::ExitCode, time::Duration};
+
+use clap::Parser;
+
+use crate::{
+    cli::{CheckArgs, Cli, Command, RunArgs, VarArgs, VarValue},
+    deadline::Deadline,
+    exit_code::Exit,
+    report::Reporter,
+    trace::Trace,
+};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => Exit::Usage.into(),
+            };
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Check(args) => check(args),
+    }
+    .into()
+}
+
+/// After the deadline, how long the watchdog waits for the run to stop by itself.
+const WATCHDOG_GRACE: Duration = Duration::from_millis(100);
+
+fn run(args: RunArgs) -> Exit {
+    let deadline = Deadline::start(args.timeout.0);
+    logging::init(args.quiet, args.verbose, args.log_file.as_deref());
+    let trace = Trace::default();
+    let source = if args.script.as_os_str() == "-" {
+        "<stdin>".to_string()
+    } else {
+        args.script.display().to_string()
+    };
+    let reporter = Reporter {
+        format: args.format,
+        source: source.clone(),
+        deadline_ms: deadline.limit().as_secs_f64() * 1e3,
+    };
+    spawn_watchdog(deadline, reporter.clone(), trace.clone());
+
+    let script = match probe::load(&args.script) {
+        Ok(script) => script,
+        Err(mut verdict) => {
+            verdict.elapsed = deadline.elapsed();
+            reporter.emit(&verdict, &trace, None);
+            return verdict.exit;
+        }
+    };
+    let verdict = probe::run(&script, vars(&args.vars), deadline, &trace);
+    if !reporter.emit(&verdict, &trace, Some(&script.text)) {
+        // The watchdog is reporting the deadline and will exit with it.
+        std::thread::sleep(Duration::from_secs(1));
+        return Exit::Deadline;
+    }
+    verdict.exit
+}
+
+/// The last line of defence: if the run has not ended shortly after its deadline (stuck in a
+/// DNS lookup, a read that ignores its timeout), report the call in flight and exit 4.
+fn spawn_watchdog(deadline: Deadline, reporter: Reporter, trace: Trace) {
+    let _ = std::thread::Builder::new()
+        .name("watchdog".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let wake = deadline.at() + WATCHDOG_GRACE;
+            loop {
+                let now = std::time::Instant::now();
+                if now >= wake {
+                    break;
+                }
+                std::thread::sleep(wake - now);
+            }
+            let (during, pos) = match trace.pending() {
+                Some(call) => (format!("during {}", call.what), call.pos),
+                None => (engine::STOPPED_RUNNING.to_string(), trace::Pos::default()),
+            };
+            let mut verdict =
+                probe::deadline_verdict(&reporter.source, deadline.limit(), &during, pos);
+            verdict.elapsed = deadline.elapsed();
+            if reporter.emit(&verdict, &trace, None) {
+                std::process::exit(Exit::Deadline.code().into());
+            }
+        });
+}
+
+fn check(args: CheckArgs) -> Exit {
+    logging::init(false, 0, None);
+    let vars = vars(&args.vars);
+    let mut failed = 0;
+    for path in &args.scripts {
+        if let Err(failure) = probe::check(path, &vars) {
+            let (verdict, script) = *failure;
+            failed += 1;
+            match (&verdict.diagnostic, &script) {
+                (Some(d), Some(s)) => {
+                    let color = std::io::IsTerminal::is_terminal(&std::io::stderr())
+                        && std::env::var_os("NO_COLOR").is_none();
+                    eprint!("{}", d.render(&s.name, &s.text, color));
+                }
+                _ => eprintln!("error: {}", verdict.reason),
+            }
+        }
+    }
+    let total = args.scripts.len();
+    if failed == 0 {
+        println!(
+            "ok: {total} script{} compiled",
+            if total == 1 { "" } else { "s" }
+        );
+        Exit::Healthy
+    } else {
+        println!(
+            "failed: {failed} of {total} script{} did not compile",
+            if total == 1 { "" } else { "s" }
+        );
+        Exit::ScriptFault
+    }
+}
+
+fn vars(args: &VarArgs) -> rhai::Map {
+    args.vars
+        .iter()
+        .map(|v| {
+            let value = match &v.value {
+                VarValue::Int(i) => (*i).into(),
+                VarValue::Float(f) => (*f).into(),
+                VarValue::Bool(b) => (*b).into(),
+                VarValue::Str(s) => s.clone().into(),
+            };
+            (v.name.as_str().into(), value)
+        })
+        .collect()
+}

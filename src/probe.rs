@@ -1,0 +1,304 @@
+//! One probe run: read the script, compile it once, evaluate it, and turn the result (or the
+//! error) into a [`Verdict`] with the reason a person needs.
+
+use std::{io::Read, path::Path, time::Duration};
+
+use rhai::{Dynamic, Engine, EvalAltResult, Scope, AST};
+
+use crate::{
+    deadline::{human, Deadline},
+    diagnostic::{self, location, Diagnostic},
+    engine,
+    exit_code::Exit,
+    host::Host,
+    trace::{Pos, Trace},
+};
+
+/// Scripts larger than this are refused before they are parsed.
+pub const MAX_SCRIPT_BYTES: usize = 1024 * 1024;
+
+/// A script's text as it will be compiled, with the name used in every message.
+pub struct Script {
+    pub name: String,
+    pub text: String,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Verdict {
+    pub exit: Exit,
+    /// The one-line reason, without the `label:` prefix and the elapsed time.
+    pub reason: String,
+    /// For script faults and check errors: the full diagnostic for stderr.
+    pub diagnostic: Option<Box<Diagnostic>>,
+    /// The script's value when it returned one.
+    pub value: Option<String>,
+    pub elapsed: Duration,
+}
+
+impl Verdict {
+    pub fn new(exit: Exit, reason: impl Into<String>) -> Self {
+        Verdict {
+            exit,
+            reason: reason.into(),
+            diagnostic: None,
+            value: None,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn with_diagnostic(exit: Exit, source: &str, d: Diagnostic) -> Self {
+        let reason = match exit {
+            // A failed check reads best as "what failed (where)".
+            Exit::CheckError if d.pos.is_known() => {
+                format!("{} ({})", d.message, location(source, d.pos))
+            }
+            _ => d.one_line(source),
+        };
+        Verdict {
+            diagnostic: Some(Box::new(d)),
+            ..Verdict::new(exit, reason)
+        }
+    }
+}
+
+/// Read a script from a path or `-` (standard input): at most 1 MiB, UTF-8; a leading BOM is
+/// dropped and a `#!` first line is kept as a comment, so positions match the file.
+pub fn load(path: &Path) -> Result<Script, Verdict> {
+    let (name, bytes) = if path.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .take(MAX_SCRIPT_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| fault(format!("<stdin>: cannot read the script: {e}")))?;
+        ("<stdin>".to_string(), bytes)
+    } else {
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    "; check the path (in a pod: is the ConfigMap mounted there?)"
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    "; check the file's mode and the container's user"
+                }
+                _ => "",
+            };
+            fault(format!(
+                "{name}: cannot read the script: {}{hint}",
+                crate::host::tcp::describe(&e)
+            ))
+        })?;
+        let mut bytes = Vec::new();
+        file.take(MAX_SCRIPT_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| fault(format!("{name}: cannot read the script: {e}")))?;
+        (name, bytes)
+    };
+    if bytes.len() > MAX_SCRIPT_BYTES {
+        return Err(fault(format!(
+            "{name}: the script is larger than {} KiB; a probe script should be small",
+            MAX_SCRIPT_BYTES / 1024
+        )));
+    }
+    let mut text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        fault(format!(
+            "{name}:{line}: the script is not UTF-8 text (invalid byte at offset {at}); save it as UTF-8"
+        ))
+    })?;
+    if text.starts_with('\u{feff}') {
+        text.drain(..'\u{feff}'.len_utf8());
+    }
+    if text.starts_with("#!") {
+        // Same length, so every position after it is unchanged.
+        text.replace_range(..2, "//");
+    }
+    Ok(Script { name, text })
+}
+
+fn fault(reason: String) -> Verdict {
+    Verdict::new(Exit::ScriptFault, reason)
+}
+
+/// The `--var` values as script constants (so strict variables know them at compile time).
+pub fn scope_of(vars: &rhai::Map) -> Scope<'static> {
+    let mut scope = Scope::new();
+    for (name, value) in vars {
+        scope.push_constant_dynamic(name.to_string(), value.clone());
+    }
+    scope
+}
+
+pub fn compile(engine: &Engine, scope: &Scope, script: &Script) -> Result<AST, Verdict> {
+    let mut ast = engine
+        .compile_with_scope(scope, &script.text)
+        .map_err(|e| {
+            Verdict::with_diagnostic(Exit::ScriptFault, &script.name, diagnostic::from_parse(&e))
+        })?;
+    ast.set_source(script.name.as_str());
+    Ok(ast)
+}
+
+/// Compile and evaluate `script` under `deadline`, recording calls in `trace`.
+pub fn run(script: &Script, vars: rhai::Map, deadline: Deadline, trace: &Trace) -> Verdict {
+    let host = Host::new(deadline, trace.clone(), script.name.clone(), vars);
+    let engine = engine::build(&host);
+    let mut scope = scope_of(&host.vars);
+    let mut verdict = match compile(&engine, &scope, script) {
+        Ok(ast) => {
+            let result = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
+            let verdict = match result {
+                Ok(value) => judge(&script.name, value, trace),
+                Err(err) => classify(&script.name, *err, trace, deadline),
+            };
+            // Freeing the AST and the engine's function tables is work the OS does for free at
+            // exit; this binary starts and exits in every pod every probe period.
+            std::mem::forget(ast);
+            verdict
+        }
+        Err(verdict) => verdict,
+    };
+    std::mem::forget(engine);
+    std::mem::forget(scope);
+    verdict.elapsed = deadline.elapsed();
+    verdict
+}
+
+/// The script finished with `value`: healthy, unhealthy, or not a boolean at all.
+fn judge(source: &str, value: Dynamic, trace: &Trace) -> Verdict {
+    let t = trace.lock();
+    let failed: Vec<String> = t
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| {
+            format!(
+                "check {:?} failed: {} ({})",
+                c.name,
+                t.explain(c),
+                location(source, c.pos)
+            )
+        })
+        .collect();
+    let passed = match value.as_bool() {
+        Ok(b) => b,
+        // A script may end with its last `check(...);`: then the checks are the verdict.
+        Err(_) if value.is_unit() && !t.checks.is_empty() => failed.is_empty(),
+        Err(type_name) => return not_a_boolean(source, &value, type_name, t.calls.is_empty()),
+    };
+    let mut verdict = if passed && failed.is_empty() {
+        let reason = match t.checks.len() {
+            0 => format!("{source} returned true"),
+            n => {
+                let names: Vec<&str> = t.checks.iter().map(|c| c.name.as_str()).collect();
+                format!(
+                    "{n} check{} passed ({})",
+                    if n == 1 { "" } else { "s" },
+                    names.join(", ")
+                )
+            }
+        };
+        Verdict::new(Exit::Healthy, reason)
+    } else if !failed.is_empty() {
+        Verdict::new(Exit::Unhealthy, failed.join("; "))
+    } else {
+        let failed_calls: Vec<String> = t
+            .calls
+            .iter()
+            .filter(|c| c.failed())
+            .map(|c| format!("{} ({})", c.short(), location(source, c.pos)))
+            .collect();
+        let reason = if !failed_calls.is_empty() {
+            failed_calls.join(", ")
+        } else if t.calls.is_empty() {
+            format!("{source} returned false")
+        } else {
+            let all: Vec<String> = t.calls.iter().map(|c| c.short()).collect();
+            format!("{source} returned false after {}", all.join(", "))
+        };
+        Verdict::new(Exit::Unhealthy, reason)
+    };
+    verdict.value = (!value.is_unit()).then(|| value.to_string());
+    verdict
+}
+
+fn not_a_boolean(source: &str, value: &Dynamic, type_name: &str, empty: bool) -> Verdict {
+    let shown: String = value.to_string().chars().take(40).collect();
+    let reason = if value.is_unit() && empty {
+        format!(
+            "{source}: the script returned nothing; a probe must end with a boolean expression, e.g. http_get(url).ok"
+        )
+    } else if value.is_string() {
+        format!(
+            "{source}: the script returned the string {shown:?}, not a boolean; end it with a boolean expression (no quotes), e.g. http_get(url).ok"
+        )
+    } else {
+        let type_name = match type_name {
+            _ if value.is_unit() => "()",
+            "i64" => "int",
+            "f64" => "float",
+            "map" | "array" | "char" => type_name,
+            other => other.rsplit("::").next().unwrap_or(other),
+        };
+        format!(
+            "{source}: the script returned {shown} ({type_name}), not a boolean; end it with a boolean expression, e.g. load_avg() < 4.0"
+        )
+    };
+    let mut verdict = Verdict::new(Exit::ScriptFault, reason);
+    verdict.value = (!value.is_unit()).then(|| value.to_string());
+    verdict
+}
+
+/// The script stopped with an error: which kind decides the exit code.
+fn classify(source: &str, err: EvalAltResult, trace: &Trace, deadline: Deadline) -> Verdict {
+    match err {
+        EvalAltResult::ErrorTerminated(during, pos) => {
+            let during = during
+                .into_string()
+                .unwrap_or_else(|_| engine::STOPPED_RUNNING.into());
+            deadline_verdict(source, deadline.limit(), &during, pos.into())
+        }
+        // `exit(value)` ends the script with that value.
+        EvalAltResult::Exit(value, _) => judge(source, value, trace),
+        err if is_thrown(&err) => {
+            Verdict::with_diagnostic(Exit::CheckError, source, diagnostic::from_eval(&err))
+        }
+        err => Verdict::with_diagnostic(Exit::ScriptFault, source, diagnostic::from_eval(&err)),
+    }
+}
+
+/// An error thrown at run time (a host call's transport failure or `throw`), even from inside
+/// a function: a failed check, not a broken script.
+fn is_thrown(err: &EvalAltResult) -> bool {
+    match err {
+        EvalAltResult::ErrorRuntime(..) => true,
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => is_thrown(inner),
+        _ => false,
+    }
+}
+
+pub fn deadline_verdict(source: &str, limit: Duration, during: &str, pos: Pos) -> Verdict {
+    let mut reason = format!("the {} deadline passed {during}", human(limit));
+    if pos.is_known() {
+        reason.push_str(&format!(" ({})", location(source, pos)));
+    }
+    Verdict::new(Exit::Deadline, reason)
+}
+
+/// `rhai-probe check`: compile only.
+pub fn check(path: &Path, vars: &rhai::Map) -> Result<(), Box<(Verdict, Option<Script>)>> {
+    let script = load(path).map_err(|v| Box::new((v, None)))?;
+    let host = Host::new(
+        Deadline::start(Duration::from_secs(1)),
+        Trace::default(),
+        script.name.clone(),
+        vars.clone(),
+    );
+    let engine = engine::build(&host);
+    match compile(&engine, &scope_of(vars), &script) {
+        Ok(_) => Ok(()),
+        Err(v) => Err(Box::new((v, Some(script)))),
+    }
+}

@@ -1,0 +1,183 @@
+//! Secrets never reach output.
+//!
+//! Two layers: host functions print URLs through `mask_url`, which replaces a URL's password and
+//! the values of credential-like query parameters with `***`; and every secret seen that way is
+//! remembered, so that `scrub` can remove it from any text about to be written (logs, the verdict,
+//! a script's own `throw "failed: " + url`). The second layer is what makes the first one safe
+//! against scripts that build messages from URLs themselves.
+
+use std::{borrow::Cow, sync::Mutex};
+
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Shorter secrets are masked where they stand in a URL but not searched for in free text, where
+/// they would garble ordinary words.
+const MIN_SCRUB_LEN: usize = 4;
+
+pub const MASK: &str = "***";
+
+/// Remember a secret so that `scrub` removes it from all later output.
+pub fn remember(secret: &str) {
+    if secret.len() < MIN_SCRUB_LEN {
+        return;
+    }
+    let mut secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    if !secrets.iter().any(|s| s == secret) {
+        secrets.push(secret.to_string());
+        // Longest first, so that a secret containing another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+}
+
+/// Remove every remembered secret from `text`.
+pub fn scrub(text: &str) -> Cow<'_, str> {
+    let secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    if !secrets.iter().any(|s| text.contains(s.as_str())) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = text.to_string();
+    for secret in secrets.iter() {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), MASK);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Query parameter names whose values are credentials.
+fn sensitive_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "token",
+        "key",
+        "secret",
+        "pass",
+        "pwd",
+        "auth",
+        "sig",
+        "credential",
+        "session",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
+/// A URL or DSN as it may be shown: `scheme://user:***@host/path?token=***`. Remembers the
+/// secrets it masks. Text that is not URL-shaped is returned scrubbed but otherwise unchanged.
+pub fn mask_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => (&url[..i + 3], &url[i + 3..]),
+        None => ("", url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let mut out = String::with_capacity(url.len());
+    out.push_str(scheme);
+    match authority.rfind('@') {
+        Some(at) if !scheme.is_empty() => {
+            let (userinfo, host) = (&authority[..at], &authority[at..]);
+            match userinfo.split_once(':') {
+                Some((user, password)) => {
+                    remember(password);
+                    remember(&percent_decode(password));
+                    out.push_str(user);
+                    out.push(':');
+                    out.push_str(MASK);
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push_str(host);
+        }
+        _ => out.push_str(authority),
+    }
+    let (before_fragment, fragment) = match tail.find('#') {
+        Some(i) => tail.split_at(i),
+        None => (tail, ""),
+    };
+    match before_fragment.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            let masked: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, v)) if sensitive_param(k) && !v.is_empty() => {
+                        remember(v);
+                        remember(&percent_decode(v));
+                        format!("{k}={MASK}")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            out.push_str(&masked.join("&"));
+        }
+        None => out.push_str(before_fragment),
+    }
+    out.push_str(fragment);
+    scrub(&out).into_owned()
+}
+
+/// Decode `%XX` escapes (a password in a URL is often percent-encoded; the raw form must be
+/// masked as well). Invalid escapes are kept as they are.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_password_and_token() {
+        let m = mask_url("http://app:hunter2pw@127.0.0.1:8080/health?token=abcd1234&verbose=1#x");
+        assert_eq!(
+            m,
+            "http://app:***@127.0.0.1:8080/health?token=***&verbose=1#x"
+        );
+        assert!(scrub("failed: hunter2pw and abcd1234").contains("failed: *** and ***"));
+    }
+
+    #[test]
+    fn keeps_plain_urls() {
+        let u = "https://example.test/a/b?verbose=1&page=2";
+        assert_eq!(mask_url(u), u);
+        assert_eq!(mask_url("postgres://user@db/app"), "postgres://user@db/app");
+        assert_eq!(mask_url("localhost:8080"), "localhost:8080");
+    }
+
+    #[test]
+    fn percent_encoded_password_is_remembered_decoded() {
+        mask_url("postgres://u:p%40ss%2Fword@db:5432/app");
+        assert_eq!(scrub("pw=p@ss/word"), "pw=***");
+    }
+
+    #[test]
+    fn short_secrets_are_masked_in_place_only() {
+        assert_eq!(mask_url("http://u:ab@h/"), "http://u:***@h/");
+        assert_eq!(scrub("lab"), "lab");
+    }
+
+    #[test]
+    fn percent_decode_tolerates_garbage() {
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("a%41"), "aA");
+        assert_eq!(percent_decode("é%é"), "é%é");
+    }
+}

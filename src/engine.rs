@@ -34,7 +34,7 @@ pub mod limits {
     pub const MAP_SIZE: usize = 10_000;
     pub const VARIABLES: usize = 1_000;
     pub const FUNCTIONS: usize = 256;
-    /// Bytes of `print`/`debug` output logged per run; the rest is dropped with a note, so a
+    /// Bytes of `print`/`debug` log lines per run; the rest is dropped with a note, so a
     /// script printing in a loop cannot flood kubelet's event or the pod's log.
     pub const PRINT_BYTES: usize = 4 * 1024;
 }
@@ -91,12 +91,15 @@ pub fn build(host: &Rc<Host>) -> Engine {
 }
 
 fn log_script_output(printed: &Cell<usize>, level: log::Level, text: &str) {
+    // Count what the log line costs, timestamp and all, not just the text.
+    const LINE_OVERHEAD: usize = 48;
     let used = printed.get();
     if used > limits::PRINT_BYTES {
         return;
     }
-    printed.set(used + text.len());
-    if used + text.len() > limits::PRINT_BYTES {
+    let cost = text.len() + LINE_OVERHEAD;
+    printed.set(used + cost);
+    if used + cost > limits::PRINT_BYTES {
         log::log!(
             level,
             "print: further script output dropped (limit {} bytes)",

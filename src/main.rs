@@ -75,6 +75,7 @@ fn run(args: RunArgs) -> Exit {
             return verdict.exit;
         }
     };
+    trace.set_phase(engine::STOPPED_RUNNING);
     let verdict = probe::run(&script, vars(&args.vars), deadline, &trace);
     if !reporter.emit(&verdict, &trace, Some(&script.text)) {
         // The watchdog is reporting the deadline and will exit with it.
@@ -101,7 +102,7 @@ fn spawn_watchdog(deadline: Deadline, reporter: Reporter, trace: Trace) {
             }
             let (during, pos) = match trace.pending() {
                 Some(call) => (format!("during {}", call.what), call.pos),
-                None => (engine::STOPPED_RUNNING.to_string(), trace::Pos::default()),
+                None => (trace.lock().phase.to_string(), trace::Pos::default()),
             };
             let mut verdict =
                 probe::deadline_verdict(&reporter.source, deadline.limit(), &during, pos);

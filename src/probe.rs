@@ -230,13 +230,16 @@ fn not_a_boolean(source: &str, value: &Dynamic, type_name: &str, empty: bool) ->
         format!(
             "{source}: the script returned nothing; a probe must end with a boolean expression, e.g. http_get(url).ok"
         )
+    } else if value.is_unit() {
+        format!(
+            "{source}: the script's last statement has no value (a let, a loop, an if without else); a probe must end with a boolean expression, e.g. http_get(url).ok"
+        )
     } else if value.is_string() {
         format!(
             "{source}: the script returned the string {shown:?}, not a boolean; end it with a boolean expression (no quotes), e.g. http_get(url).ok"
         )
     } else {
         let type_name = match type_name {
-            _ if value.is_unit() => "()",
             "i64" => "int",
             "f64" => "float",
             "map" | "array" | "char" => type_name,

@@ -84,12 +84,25 @@ pub struct Check {
     pub pos: Pos,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Inner {
     pub calls: Vec<Call>,
     pub checks: Vec<Check>,
     /// Index of the first call not yet claimed by a check.
     unclaimed: usize,
+    /// What the run was doing when no call is in flight, for the watchdog's reason.
+    pub phase: &'static str,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            calls: Vec::new(),
+            checks: Vec::new(),
+            unclaimed: 0,
+            phase: "while reading the script",
+        }
+    }
 }
 
 /// A cheap handle on the shared trace.
@@ -158,6 +171,10 @@ impl Trace {
             );
         }
         t.checks.push(check);
+    }
+
+    pub fn set_phase(&self, phase: &'static str) {
+        self.lock().phase = phase;
     }
 
     /// The call still in flight, if any.

@@ -156,7 +156,10 @@ fn http_get(host: &Host, ctx: &NativeCallContext, url: &str, options: Options) -
             for (name, value) in &request.headers {
                 req = req.header(name.as_str(), value.as_str());
             }
-            let mut response = req.call().map_err(|e| HostError::Transport(transport_reason(&e, budget)))?;
+            let mut response = req.call().map_err(|e| {
+                    let tls = uri.scheme_str() == Some("https");
+                    HostError::Transport(transport_reason(&e, budget, tls))
+                })?;
             let status = response.status().as_u16();
             if request.follow_redirects && matches!(status, 301 | 302 | 303 | 307 | 308) {
                 if let Some(next) = response
@@ -274,8 +277,23 @@ fn resolve_location(base: &Uri, location: &str) -> Option<Uri> {
 }
 
 /// A transport failure as a person would say it.
-fn transport_reason(e: &ureq::Error, budget: std::time::Duration) -> String {
+fn transport_reason(e: &ureq::Error, budget: std::time::Duration, tls: bool) -> String {
+    use std::io::ErrorKind::{ConnectionReset, InvalidData, UnexpectedEof};
     match e {
+        // rustls reports through io::Error: name TLS, and the usual cause.
+        ureq::Error::Io(io) if tls && io.kind() == InvalidData => {
+            let inner = io
+                .get_ref()
+                .map_or_else(|| io.to_string(), |i| i.to_string());
+            if inner.contains("InvalidContentType") || inner.contains("corrupt message") {
+                format!("TLS handshake failed ({inner}): is the port serving plain HTTP?")
+            } else {
+                format!("TLS: {inner}")
+            }
+        }
+        ureq::Error::Io(io) if tls && matches!(io.kind(), UnexpectedEof | ConnectionReset) => {
+            "connection closed during the TLS handshake: is the port serving plain HTTP?".into()
+        }
         ureq::Error::Io(io) => io_reason(io),
         ureq::Error::Timeout(_) => format!("timed out after {}", crate::deadline::human(budget)),
         ureq::Error::HostNotFound => "host not found (DNS)".into(),

@@ -1,0 +1,974 @@
+//! The probe runner as a user meets it: the real binary, real peers on 127.0.0.1, and the exit
+//! code plus the words on stdout/stderr for every outcome and every kind of bad input.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{black_hole, closed_port, http_server, repo, temp_dir, Probe};
+
+fn url(path: &str) -> String {
+    format!("{}{path}", http_server())
+}
+
+/// A run must end by its deadline plus this (the watchdog's grace and process start included).
+const SLACK: Duration = Duration::from_secs(1);
+
+// ---- exit 0 / 1: healthy and unhealthy ---------------------------------------------------------
+
+#[test]
+fn healthy_http_check_exits_0_with_one_line() {
+    let run = Probe::script(&format!("http_get(\"{}\").ok", url("/health"))).run();
+    run.expect(0, "healthy: probe.rhai returned true in ");
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    assert!(run.stderr.is_empty(), "quiet by default: {}", run.stderr);
+}
+
+#[test]
+fn unhealthy_status_names_the_call_and_position() {
+    let script = format!("let r = http_get(\"{}\");\nr.ok", url("/bad"));
+    Probe::script(&script)
+        .run()
+        .expect(1, &format!("unhealthy: GET {} -> 503 (", url("/bad")))
+        .expect(1, "probe.rhai:1:9) in ");
+}
+
+#[test]
+fn false_without_failed_calls_shows_what_was_seen() {
+    Probe::script("load_avg() < 0.0")
+        .run()
+        .expect(1, "probe.rhai returned false after load_avg() -> ");
+}
+
+#[test]
+fn named_checks_all_run_and_every_failure_is_reported() {
+    let script = format!(
+        "check(\"load\", load_avg() >= 0.0);\n\
+         check(\"api\", || http_get(\"{}\").ok);\n\
+         check(\"db\", || tcp_open(\"127.0.0.1\", {}));\n\
+         check(\"refused\", || http_get(\"http://127.0.0.1:{}/\").ok);\n",
+        url("/bad"),
+        closed_port(),
+        closed_port()
+    );
+    let run = Probe::script(&script).run();
+    run.expect(1, "check \"api\" failed: GET ")
+        .expect(1, "-> 503 (probe.rhai:2:1)")
+        .expect(1, "check \"db\" failed: TCP 127.0.0.1:")
+        .expect(1, "connection refused (probe.rhai:3:1)")
+        .expect(1, "check \"refused\" failed: GET http://127.0.0.1:");
+    assert!(
+        !run.stdout.contains("\"load\""),
+        "passed checks are not failures: {}",
+        run.stdout
+    );
+}
+
+#[test]
+fn all_checks_passing_is_healthy_even_ending_with_unit() {
+    let script = format!(
+        "check(\"a\", true);\ncheck(\"b\", || http_get(\"{}\").ok);",
+        url("/health")
+    );
+    Probe::script(&script)
+        .run()
+        .expect(0, "healthy: 2 checks passed (a, b)");
+}
+
+#[test]
+fn a_failed_check_wins_over_a_true_result() {
+    Probe::script("check(\"x\", false); true")
+        .run()
+        .expect(1, "check \"x\" failed: condition was false");
+}
+
+// ---- exit 2: check errors ----------------------------------------------------------------------
+
+#[test]
+fn refused_connection_is_a_check_error_naming_url_and_cause() {
+    let target = format!("http://127.0.0.1:{}/health", closed_port());
+    let run = Probe::script(&format!("http_get(\"{target}\").ok")).run();
+    run.expect(
+        2,
+        &format!("check error: GET {target}: connection refused (probe.rhai:1:1)"),
+    );
+    assert!(run.stderr.contains("^"), "caret on stderr: {}", run.stderr);
+}
+
+#[test]
+fn throw_is_a_check_error() {
+    Probe::script("throw \"replica lag too high\"")
+        .run()
+        .expect(2, "check error: replica lag too high (probe.rhai:1:1)");
+}
+
+#[test]
+fn errors_can_be_caught_by_the_script() {
+    let script = format!(
+        "let ok = false;\ntry {{ http_get(\"http://127.0.0.1:{}/\"); }} catch (e) {{ ok = e.contains(\"connection refused\"); }}\nok",
+        closed_port()
+    );
+    Probe::script(&script).run().expect(0, "healthy");
+}
+
+#[test]
+fn tls_to_a_plain_port_is_a_check_error() {
+    let base = http_server().replace("http://", "https://");
+    Probe::script(&format!("http_get(\"{base}/health\").ok"))
+        .run()
+        .expect(2, "check error: GET https://127.0.0.1:")
+        .expect(2, "TLS");
+}
+
+// ---- exit 3: script faults ---------------------------------------------------------------------
+
+#[test]
+fn missing_file_says_what_to_check() {
+    Probe::command(["run", "/nonexistent/liveness.rhai"])
+        .run()
+        .expect(
+            3,
+            "script fault: /nonexistent/liveness.rhai: cannot read the script",
+        )
+        .expect(3, "is the ConfigMap mounted there?");
+}
+
+#[test]
+fn empty_file() {
+    Probe::script("").run().expect(
+        3,
+        "the script returned nothing; a probe must end with a boolean expression",
+    );
+}
+
+#[test]
+fn binary_garbage_is_refused_as_not_utf8() {
+    Probe::script_bytes(
+        "garbage.rhai",
+        &[0x7f, b'E', b'L', b'F', 0xff, 0xfe, 0x00, 0x81],
+    )
+    .run()
+    .expect(3, "garbage.rhai:1: the script is not UTF-8 text");
+}
+
+#[test]
+fn bom_and_shebang_are_allowed_and_positions_stay_right() {
+    let mut bytes = "\u{feff}#!/usr/bin/env rhai-probe\ntrue\n"
+        .as_bytes()
+        .to_vec();
+    Probe::script_bytes("bom.rhai", &bytes)
+        .run()
+        .expect(0, "healthy");
+    bytes = "\u{feff}#!/usr/bin/env rhai-probe\nlet x = ;\n"
+        .as_bytes()
+        .to_vec();
+    Probe::script_bytes("bom.rhai", &bytes)
+        .run()
+        .expect(3, "bom.rhai:2:9: syntax error");
+}
+
+#[test]
+fn syntax_error_has_line_col_and_caret() {
+    let run = Probe::script("let a = 1;\nlet b = (a + ;\nb").run();
+    run.expect(3, "script fault: ").expect(3, "probe.rhai:2:");
+    assert!(run.stderr.contains(" --> "), "{}", run.stderr);
+    assert!(run.stderr.contains("2 | let b = (a + ;"), "{}", run.stderr);
+    assert!(run.stderr.contains("^"), "{}", run.stderr);
+}
+
+#[test]
+fn unknown_function_suggests_the_right_one() {
+    let run = Probe::script("let r = htp_get(\"http://127.0.0.1/\");\nr.ok").run();
+    run.expect(3, "probe.rhai:1:9: unknown function htp_get(string)");
+    assert!(
+        run.stderr.contains("help: did you mean http_get?"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn wrong_argument_types_list_the_signatures() {
+    let run = Probe::script("http_get(42)").run();
+    run.expect(3, "http_get cannot be called with (int)");
+    assert!(
+        run.stderr
+            .contains("http_get takes: http_get(url: string) -> map"),
+        "{}",
+        run.stderr
+    );
+    Probe::script("tcp_open(\"h\", \"x\")")
+        .run()
+        .expect(3, "tcp_open cannot be called with (string, string)");
+}
+
+#[test]
+fn a_typo_in_a_map_key_is_an_error_not_unit() {
+    let run = Probe::script(&format!(
+        "let resp = http_get(\"{}\");\nresp.stauts == 200",
+        url("/health")
+    ))
+    .run();
+    run.expect(3, "probe.rhai:2:6: the map has no property 'stauts'");
+    assert!(
+        run.stderr.contains("did you mean 'status'?"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn undefined_variable_is_caught_at_compile_time() {
+    let run = Probe::script("http_get(url).ok").run();
+    run.expect(3, "probe.rhai:1:10: variable 'url' is not defined");
+    assert!(run.stderr.contains("--var url=VALUE"), "{}", run.stderr);
+}
+
+#[test]
+fn non_boolean_results_are_faults() {
+    for (script, words) in [
+        ("()", "the script returned nothing"),
+        ("let x = load_avg();", "the script's last statement has no value (a let,"),
+        ("42", "returned 42 (int), not a boolean"),
+        ("\"true\"", "returned the string \"true\", not a boolean; end it with a boolean expression (no quotes)"),
+        ("#{a: 1}", "(map), not a boolean"),
+    ] {
+        let run = Probe::script(script).run();
+        run.expect(3, words);
+    }
+}
+
+#[test]
+fn endless_loop_hits_the_operations_limit() {
+    let run = Probe::script("loop {}").args(["--timeout", "5s"]).run();
+    run.expect(3, "more than 1000000 operations (sandbox limit)");
+    assert!(run.elapsed < Duration::from_secs(5) + SLACK);
+}
+
+#[test]
+fn deep_recursion_hits_the_call_depth_limit() {
+    Probe::script("fn f(n) { f(n + 1) }\nf(0)")
+        .run()
+        .expect(3, "function calls nested more than 32 deep (sandbox limit)");
+}
+
+#[test]
+fn deep_nesting_is_refused_by_the_parser() {
+    let script = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));
+    Probe::script(&script).run().expect(3, "nested too deeply");
+}
+
+#[test]
+fn huge_strings_hit_the_size_limit() {
+    Probe::script("let s = \"x\"; loop { s += s; }")
+        .run()
+        .expect(3, "larger than the sandbox allows");
+}
+
+#[test]
+fn import_and_eval_are_not_available() {
+    Probe::script("import \"os\" as os;\ntrue")
+        .run()
+        .expect(3, "probe.rhai:1:");
+    Probe::script("eval(\"true\")")
+        .run()
+        .expect(3, "probe.rhai:1:");
+}
+
+#[test]
+fn faults_cannot_be_caught_with_try() {
+    Probe::script("try { http_get(\"localhost:8080\") } catch { }\ntrue")
+        .run()
+        .expect(
+            3,
+            "has no http:// or https:// scheme; write http://localhost:8080",
+        );
+}
+
+#[test]
+fn bad_urls_and_ports_are_faults_with_advice() {
+    for (script, words) in [
+        (
+            "http_get(\"localhost:8080/health\").ok",
+            "write http://localhost:8080/health",
+        ),
+        (
+            "http_get(\"ftp://127.0.0.1/\").ok",
+            "only http:// and https:// are supported",
+        ),
+        (
+            "http_get(\"http://127.0.0.1:0/\").ok",
+            "port 0 is out of range 1-65535",
+        ),
+        (
+            "http_get(\"http://127.0.0.1:70000/\").ok",
+            "port 70000 is out of range 1-65535",
+        ),
+        (
+            "tcp_open(\"127.0.0.1\", 0)",
+            "tcp_open: port 0 is out of range 1-65535",
+        ),
+        (
+            "tcp_open(\"127.0.0.1\", 70000)",
+            "tcp_open: port 70000 is out of range 1-65535",
+        ),
+        ("tcp_open(\"\", 80)", "tcp_open: host is empty"),
+        (
+            "http_get(\"http://127.0.0.1/\", #{timout: 1})",
+            "unknown option 'timout'; did you mean 'timeout'?",
+        ),
+        (
+            "http_get(\"http://127.0.0.1/\", #{timeout: \"soon\"})",
+            "option 'timeout': invalid duration 'soon'",
+        ),
+        (
+            "http_get(\"http://127.0.0.1/\", #{max_body: -1})",
+            "option 'max_body' must be between 0 and",
+        ),
+        ("load_avg(7)", "minutes must be 1, 5 or 15"),
+        (
+            "check(\"x\", 42)",
+            "must be a boolean or a closure returning one",
+        ),
+        (
+            "check(\"x\", || 42)",
+            "the closure returned i64, not a boolean",
+        ),
+    ] {
+        Probe::script(script).run().expect(3, words);
+    }
+}
+
+#[test]
+fn script_larger_than_a_mebibyte_is_refused() {
+    let big = format!("// {}\ntrue", "x".repeat(1024 * 1024));
+    Probe::script(&big).run().expect(3, "larger than 1024 KiB");
+}
+
+// ---- exit 4: the deadline ----------------------------------------------------------------------
+
+#[test]
+fn a_peer_that_never_answers_ends_at_the_deadline() {
+    let target = format!("http://127.0.0.1:{}/health", black_hole());
+    let run = Probe::script(&format!("http_get(\"{target}\").ok"))
+        .args(["--timeout", "300ms"])
+        .run();
+    run.expect(
+        4,
+        &format!("deadline: the 300 ms deadline passed during GET {target} (probe.rhai:1:1)"),
+    );
+    assert!(
+        run.elapsed < Duration::from_millis(300) + SLACK,
+        "{:?}",
+        run.elapsed
+    );
+}
+
+#[test]
+fn the_deadline_cannot_be_caught() {
+    let target = format!("http://127.0.0.1:{}/", black_hole());
+    let script = format!(
+        "try {{ http_get(\"{target}\") }} catch {{ }}\ncheck(\"x\", || http_get(\"{target}\").ok);\ntrue"
+    );
+    Probe::script(&script)
+        .args(["--timeout", "200ms"])
+        .run()
+        .expect(4, "deadline");
+}
+
+#[test]
+fn cpu_work_stops_at_the_deadline() {
+    // Each iteration parses a 128 KiB JSON string: few operations, much CPU, so the operations
+    // limit is not what stops it.
+    let script = "let s = \"1\"; for i in 0..17 { s += s; }\nlet t = \"\\\"\" + s + \"\\\"\";\nloop { json(t); }";
+    let run = Probe::script(script).args(["--timeout", "300ms"]).run();
+    run.expect(
+        4,
+        "deadline: the 300 ms deadline passed while the script was running",
+    );
+    assert!(
+        run.elapsed < Duration::from_millis(300) + SLACK,
+        "{:?}",
+        run.elapsed
+    );
+}
+
+#[test]
+fn sleep_cannot_outlast_the_deadline() {
+    let run = Probe::script("sleep(30); true")
+        .args(["--timeout", "200ms"])
+        .run();
+    run.expect(4, "passed during sleep(30)");
+    assert!(run.elapsed < Duration::from_millis(200) + SLACK);
+}
+
+#[test]
+fn watchdog_ends_a_run_stuck_outside_the_script() {
+    // Reading the script from a pipe that never closes blocks where nothing else can stop it.
+    let run = Probe::command(["run", "-", "--timeout", "300ms"])
+        .hold_stdin()
+        .run();
+    run.expect(
+        4,
+        "deadline: the 300 ms deadline passed while reading the script",
+    );
+    assert!(
+        run.elapsed < Duration::from_millis(300) + SLACK,
+        "{:?}",
+        run.elapsed
+    );
+}
+
+#[test]
+fn host_timeouts_are_clamped_to_the_deadline() {
+    let script = format!(
+        "tcp_open(\"127.0.0.1\", {}, #{{ timeout: \"1m\" }})",
+        black_hole()
+    );
+    // A black hole accepts, so use a host call that waits: http with a long own timeout.
+    let run = Probe::script(&format!(
+        "{script};\nhttp_get(\"http://127.0.0.1:{}/\", #{{ timeout: \"1m\" }}).ok",
+        black_hole()
+    ))
+    .args(["--timeout", "300ms"])
+    .run();
+    run.expect(4, "deadline");
+    assert!(run.elapsed < Duration::from_millis(300) + SLACK);
+}
+
+#[test]
+fn own_timeout_shorter_than_the_deadline_is_a_check_error() {
+    let target = format!("http://127.0.0.1:{}/", black_hole());
+    let run = Probe::script(&format!(
+        "http_get(\"{target}\", #{{ timeout_ms: 150 }}).ok"
+    ))
+    .args(["--timeout", "5s"])
+    .run();
+    run.expect(2, "timed out after 150 ms");
+    assert!(run.elapsed < Duration::from_secs(2));
+}
+
+#[test]
+fn timeout_from_the_environment() {
+    let target = format!("http://127.0.0.1:{}/", black_hole());
+    let run = Probe::script(&format!("http_get(\"{target}\").ok"))
+        .env("RHAI_PROBE_TIMEOUT", "0.25")
+        .run();
+    run.expect(4, "the 250 ms deadline passed");
+}
+
+// ---- exit 64: usage ----------------------------------------------------------------------------
+
+#[test]
+fn usage_errors_exit_64() {
+    for args in [
+        vec!["run"],
+        vec!["run", "x.rhai", "--timeout", "soon"],
+        vec!["run", "x.rhai", "--timeout", "0"],
+        vec!["run", "x.rhai", "--var", "novalue"],
+        vec!["run", "x.rhai", "--var", "let=1"],
+        vec!["run", "x.rhai", "--format", "yaml"],
+        vec!["run", "x.rhai", "--bogus"],
+        vec!["frobnicate"],
+        vec![],
+    ] {
+        let run = Probe::command(args.clone()).run();
+        assert_eq!(run.code, 64, "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.is_empty(), "{args:?}");
+    }
+    let run = Probe::command(["run", "x.rhai", "--timeout", "soon"]).run();
+    assert!(run.stderr.contains("e.g. 500ms, 2s, 1m"), "{}", run.stderr);
+}
+
+#[test]
+fn help_and_version_exit_0_and_document_exit_codes() {
+    let run = Probe::command(["--help"]).run();
+    assert_eq!(run.code, 0);
+    assert!(
+        run.stdout.contains("64  usage: bad command line"),
+        "{}",
+        run.stdout
+    );
+    let run = Probe::command(["run", "--help"]).run();
+    assert!(
+        run.stdout.contains("4   deadline: the deadline passed"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("RHAI_PROBE_TIMEOUT"), "{}", run.stdout);
+    let run = Probe::command(["--version"]).run();
+    assert_eq!(run.code, 0);
+    assert!(run.stdout.starts_with("rhai-probe "), "{}", run.stdout);
+}
+
+// ---- http_get semantics ------------------------------------------------------------------------
+
+#[test]
+fn response_map_has_the_documented_keys() {
+    let script = format!(
+        "let r = http_get(\"{}\");\n\
+         r.status == 200 && r.ok && r.body == \"ok\" && type_of(r.elapsed_ms) == \"f64\"\n\
+         && r.headers[\"content-length\"] == \"2\" && !r.truncated && r.url.ends_with(\"/health\")",
+        url("/health")
+    );
+    Probe::script(&script).run().expect(0, "healthy");
+}
+
+#[test]
+fn json_bodies_parse_to_maps_and_arrays() {
+    let script = format!(
+        "let j = http_get(\"{}\").json();\n\
+         j.status == \"UP\" && j.checks[0].up && j.lag < 1.0 && j.note == ()",
+        url("/json")
+    );
+    Probe::script(&script).run().expect(0, "healthy");
+    Probe::script(&format!(
+        "http_get(\"{}\").json().status == \"UP\"",
+        url("/html")
+    ))
+    .run()
+    .expect(2, "body is not JSON");
+}
+
+#[test]
+fn redirects_are_followed_on_the_same_host_only() {
+    Probe::script(&format!(
+        "let r = http_get(\"{}\"); r.status == 200 && r.body == \"ok\"",
+        url("/redirect")
+    ))
+    .run()
+    .expect(0, "healthy");
+    Probe::script(&format!(
+        "http_get(\"{}\").status == 200",
+        url("/redirect-relative")
+    ))
+    .run()
+    .expect(0, "healthy");
+    Probe::script(&format!(
+        "http_get(\"{}\", #{{follow_redirects: false}}).status == 302",
+        url("/redirect")
+    ))
+    .run()
+    .expect(0, "healthy");
+    // As kubelet: a redirect to another host is not followed; 302 is still "ok" (200-399).
+    let run = Probe::script(&format!(
+        "let r = http_get(\"{}\"); r.status == 302 && r.ok",
+        url("/elsewhere")
+    ))
+    .args(["-v"])
+    .run();
+    run.expect(0, "healthy");
+    assert!(
+        run.stderr
+            .contains("not following the redirect to another host"),
+        "{}",
+        run.stderr
+    );
+    Probe::script(&format!("http_get(\"{}\").ok", url("/loop")))
+        .run()
+        .expect(2, "stopped after 10 redirects");
+}
+
+#[test]
+fn bodies_are_capped() {
+    Probe::script(&format!(
+        "let r = http_get(\"{}\"); r.truncated && r.body.len() == 65536",
+        url("/big")
+    ))
+    .run()
+    .expect(0, "healthy");
+    Probe::script(&format!(
+        "let r = http_get(\"{}\", #{{max_body: 10}}); r.truncated && r.body.len() == 10",
+        url("/big")
+    ))
+    .run()
+    .expect(0, "healthy");
+}
+
+#[test]
+fn request_headers_are_sent_and_response_headers_lower_cased() {
+    Probe::script(&format!(
+        "http_get(\"{}\", #{{headers: #{{\"X-Probe\": \"yes\"}}}}).body == \"yes\"",
+        url("/echo")
+    ))
+    .run()
+    .expect(0, "healthy");
+    Probe::script(&format!(
+        "let h = http_get(\"{}\").headers; h[\"x-multi\"] == \"a, b\" && h[\"x-case\"] == \"V\"",
+        url("/headers")
+    ))
+    .run()
+    .expect(0, "healthy");
+}
+
+#[test]
+fn proxy_environment_is_ignored() {
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    Probe::script(&format!("http_get(\"{}\").ok", url("/health")))
+        .env("HTTP_PROXY", &dead)
+        .env("http_proxy", &dead)
+        .env("ALL_PROXY", &dead)
+        .run()
+        .expect(0, "healthy");
+}
+
+// ---- tcp_open ----------------------------------------------------------------------------------
+
+#[test]
+fn tcp_open_open_closed_and_named() {
+    let open = http_server().rsplit(':').next().unwrap().to_string();
+    Probe::script(&format!("tcp_open(\"127.0.0.1\", {open})"))
+        .run()
+        .expect(0, "healthy");
+    Probe::script(&format!("tcp_open(\"localhost\", {open})"))
+        .run()
+        .expect(0, "healthy");
+    let closed = closed_port();
+    Probe::script(&format!("tcp_open(\"127.0.0.1\", {closed})"))
+        .run()
+        .expect(
+            1,
+            &format!("unhealthy: TCP 127.0.0.1:{closed} -> connection refused"),
+        );
+}
+
+#[test]
+fn tcp_open_ipv6_literal() {
+    let Ok(listener) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("SKIPPED tcp_open_ipv6_literal: no IPv6 loopback on this machine");
+        return;
+    };
+    let port = listener.local_addr().unwrap().port();
+    Probe::script(&format!(
+        "tcp_open(\"::1\", {port}) && tcp_open(\"[::1]\", {port})"
+    ))
+    .run()
+    .expect(0, "healthy");
+    drop(listener);
+    Probe::script(&format!("tcp_open(\"::1\", {port})"))
+        .run()
+        .expect(1, &format!("TCP [::1]:{port} -> connection refused"));
+}
+
+// ---- variables, stdin, formats, logs -----------------------------------------------------------
+
+#[test]
+fn vars_are_typed_constants() {
+    Probe::script(
+        "type_of(n) == \"i64\" && type_of(f) == \"f64\" && b == true && s == \"hello world\" && q == \"8080\"\n\
+         && var_or(\"n\", 0) == 5 && var_or(\"missing\", \"d\") == \"d\"",
+    )
+    .args(["--var", "n=5", "--var", "f=0.5", "--var", "b=true", "--var", "s=hello world", "--var", "q=\"8080\""])
+    .run()
+    .expect(0, "healthy");
+}
+
+#[test]
+fn script_from_stdin() {
+    Probe::command(["run", "-"])
+        .stdin(b"1 + 1 == 2")
+        .run()
+        .expect(0, "healthy: <stdin> returned true");
+    Probe::command(["run", "-"])
+        .stdin(b"let x = ;")
+        .run()
+        .expect(3, "<stdin>:1:9: syntax error");
+}
+
+#[test]
+fn json_format_is_one_document_with_calls_and_checks() {
+    let script = format!(
+        "check(\"api\", || http_get(\"{}\").ok);\ncheck(\"load\", load_avg() >= 0.0);",
+        url("/bad")
+    );
+    let run = Probe::script(&script).args(["--format", "json"]).run();
+    assert_eq!(run.code, 1);
+    let doc: serde_json::Value =
+        serde_json::from_str(run.stdout.trim()).expect("one JSON document");
+    assert_eq!(doc["verdict"], "unhealthy");
+    assert_eq!(doc["exit_code"], 1);
+    assert_eq!(doc["checks"][0]["name"], "api");
+    assert_eq!(doc["checks"][0]["passed"], false);
+    assert_eq!(doc["checks"][1]["passed"], true);
+    assert_eq!(doc["calls"][0]["function"], "http_get");
+    assert_eq!(doc["calls"][0]["outcome"], "fail");
+    assert_eq!(doc["calls"][0]["result"], "503");
+    assert_eq!(doc["calls"][0]["line"], 1);
+    assert_eq!(doc["deadline_ms"], 800.0);
+    let run = Probe::script("let x = ;").args(["--format", "json"]).run();
+    let doc: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(doc["verdict"], "script-fault");
+    assert_eq!(doc["error"]["line"], 1);
+}
+
+#[test]
+fn log_file_is_appended_with_every_call_and_the_verdict() {
+    let dir = temp_dir("log-file");
+    let log = dir.join("probe.log");
+    std::fs::write(&log, "earlier line\n").unwrap();
+    let log_arg = log.display().to_string();
+    let script = format!(
+        "print(\"from the script\");\nhttp_get(\"{}\").ok",
+        url("/health")
+    );
+    Probe::script(&script)
+        .args(["--log-file", &log_arg])
+        .run()
+        .expect(0, "healthy");
+    Probe::script(&script)
+        .args(["--log-file", &log_arg])
+        .run()
+        .expect(0, "healthy");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.starts_with("earlier line\n"),
+        "appended, never truncated: {text}"
+    );
+    assert_eq!(text.matches(" -> 200 in ").count(), 2, "{text}");
+    assert_eq!(
+        text.matches("INFO  print: from the script").count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("INFO  healthy: probe.rhai returned true")
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        text.lines().nth(1).unwrap().contains("Z rhai-probe INFO "),
+        "timestamped: {text}"
+    );
+}
+
+#[test]
+fn an_unwritable_log_file_does_not_fail_the_probe() {
+    Probe::script("true")
+        .args(["--log-file", "/nonexistent/dir/probe.log"])
+        .run()
+        .expect(0, "healthy")
+        .stderr
+        .contains("cannot open --log-file")
+        .then_some(())
+        .expect("warning on stderr");
+}
+
+#[test]
+fn verbosity_flags() {
+    let script = format!("http_get(\"{}\").ok", url("/health"));
+    assert!(Probe::script(&script).run().stderr.is_empty());
+    assert!(Probe::script(&script)
+        .args(["-v"])
+        .run()
+        .stderr
+        .contains(" -> 200 in "));
+    assert!(Probe::script(&script)
+        .env("RUST_LOG", "info")
+        .run()
+        .stderr
+        .contains(" -> 200 in "));
+    assert!(Probe::script("throw \"x\"")
+        .args(["-q"])
+        .run()
+        .stdout
+        .contains("check error: x"));
+}
+
+#[test]
+fn output_stays_small_whatever_the_script_prints() {
+    let run = Probe::script("for i in 0..5000 { print(\"line \" + i + \" of noise\"); }\ntrue")
+        .args(["-v"])
+        .run();
+    run.expect(0, "healthy");
+    assert!(
+        run.output().len() < 10 * 1024,
+        "{} bytes",
+        run.output().len()
+    );
+    assert!(
+        run.stderr.contains("output dropped (limit "),
+        "{}",
+        run.stderr
+    );
+    // Without -v, prints go to the log file only, where the print budget applies.
+    let dir = temp_dir("print-budget");
+    let log = dir.join("probe.log").display().to_string();
+    let run = Probe::script("for i in 0..5000 { print(\"line \" + i + \" of noise\"); }\ntrue")
+        .args(["--log-file", &log])
+        .run();
+    run.expect(0, "healthy");
+    assert!(run.output().len() < 200, "{}", run.output());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("further script output dropped (limit 4096 bytes)"),
+        "{text}"
+    );
+    assert!(text.len() < 16 * 1024, "{} bytes", text.len());
+}
+
+#[test]
+fn secrets_never_reach_any_output() {
+    let dir = temp_dir("secrets");
+    let log = dir.join("probe.log").display().to_string();
+    let target = format!(
+        "http://app:hunter2secret@127.0.0.1:{}/health?token=tok-abc-123&x=1",
+        closed_port()
+    );
+    for script in [
+        format!("http_get(\"{target}\").ok"),
+        format!("check(\"api\", || http_get(\"{target}\").ok)"),
+        format!("let u = \"{target}\"; try {{ http_get(u) }} catch(e) {{ throw e + \" for \" + u }}"),
+        format!("http_get(\"{}\", #{{headers: #{{Authorization: \"Bearer sk-live-9999\"}}}}).status == 1", url("/health")),
+    ] {
+        for format in ["text", "json"] {
+            let run = Probe::script(&script).args(["--format", format, "-vv", "--log-file", &log]).run();
+            let all = run.output() + &std::fs::read_to_string(&log).unwrap_or_default();
+            for secret in ["hunter2secret", "tok-abc-123", "sk-live-9999"] {
+                assert!(!all.contains(secret), "{secret} leaked by {script}:\n{all}");
+            }
+        }
+    }
+}
+
+// ---- the shipped scripts -----------------------------------------------------------------------
+
+#[test]
+fn every_shipped_script_compiles() {
+    let mut scripts: Vec<String> = std::fs::read_dir(repo("scripts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rhai"))
+        .map(|p| p.display().to_string())
+        .collect();
+    scripts.sort();
+    assert!(scripts.len() >= 5, "{scripts:?}");
+    let run = Probe::command(["check".to_string()].into_iter().chain(scripts.clone())).run();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run
+        .stdout
+        .contains(&format!("ok: {} scripts compiled", scripts.len())));
+}
+
+#[test]
+fn check_reports_every_broken_script_and_exits_3() {
+    let dir = temp_dir("check");
+    let good = dir.join("good.rhai");
+    let bad = dir.join("bad.rhai");
+    let worse = dir.join("worse.rhai");
+    std::fs::write(&good, "true").unwrap();
+    std::fs::write(&bad, "let x = 1;\nlet y = (x + ;\n").unwrap();
+    std::fs::write(&worse, "http_get(url).ok").unwrap();
+    let paths = [&good, &bad, &worse, &dir.join("missing.rhai")].map(|p| p.display().to_string());
+    let run = Probe::command(["check".to_string()].into_iter().chain(paths.clone())).run();
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("{}:2:", paths[1])),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("{}:1:10", paths[2])),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("cannot read the script"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout
+            .contains("failed: 3 of 4 scripts did not compile"),
+        "{}",
+        run.stdout
+    );
+    // With the variable given, the script compiles: check sees what run would.
+    let run = Probe::command(["check", &paths[2], "--var", "url=http://x"]).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn node_script_is_healthy_here() {
+    Probe::command(["run", &repo("scripts/node.rhai").display().to_string()])
+        .run()
+        .expect(0, "healthy: 2 checks passed (cpus, load)");
+}
+
+#[test]
+fn liveness_script_against_good_and_bad_endpoints() {
+    let script = repo("scripts/liveness.rhai").display().to_string();
+    Probe::command(["run", &script, "--var", &format!("url={}", url("/health"))])
+        .run()
+        .expect(0, "healthy: 2 checks passed (load, health)");
+    Probe::command(["run", &script, "--var", &format!("url={}", url("/bad"))])
+        .run()
+        .expect(1, "check \"health\" failed: GET ")
+        .expect(1, "/bad -> 503 (");
+    Probe::command([
+        "run",
+        &script,
+        "--var",
+        &format!("url=http://127.0.0.1:{}/health", closed_port()),
+    ])
+    .run()
+    .expect(1, "connection refused");
+}
+
+#[test]
+fn tcp_script() {
+    let script = repo("scripts/tcp.rhai").display().to_string();
+    let open = http_server().rsplit(':').next().unwrap().to_string();
+    Probe::command(["run", &script, "--var", &format!("port={open}")])
+        .run()
+        .expect(0, "healthy");
+    Probe::command(["run", &script, "--var", &format!("port={}", closed_port())])
+        .run()
+        .expect(1, "connection refused");
+}
+
+#[test]
+fn json_health_script() {
+    let script = repo("scripts/json-health.rhai").display().to_string();
+    Probe::command(["run", &script, "--var", &format!("url={}", url("/json"))])
+        .run()
+        .expect(0, "healthy: 2 checks passed (answers, reports UP)");
+    Probe::command([
+        "run",
+        &script,
+        "--var",
+        &format!("url={}", url("/json-down")),
+    ])
+    .run()
+    .expect(1, "check \"reports UP\" failed");
+    Probe::command(["run", &script, "--var", &format!("url={}", url("/html"))])
+        .run()
+        .expect(1, "check \"reports UP\" failed: body is not JSON");
+}
+
+#[test]
+fn checks_script() {
+    let script = repo("scripts/checks.rhai").display().to_string();
+    let open = http_server().rsplit(':').next().unwrap().to_string();
+    Probe::command([
+        "run",
+        &script,
+        "--var",
+        &format!("api={}", url("/health")),
+        "--var",
+        &format!("db_port={open}"),
+    ])
+    .run()
+    .expect(0, "healthy: 3 checks passed (api, database port, load)");
+    Probe::command([
+        "run",
+        &script,
+        "--var",
+        &format!("api={}", url("/bad")),
+        "--var",
+        &format!("db_port={}", closed_port()),
+    ])
+    .run()
+    .expect(1, "check \"api\" failed: GET ")
+    .expect(1, "check \"database port\" failed: TCP 127.0.0.1:");
+}

@@ -1,0 +1,310 @@
+//! Real peers on 127.0.0.1 for the integration tests, and a helper that runs the real binary.
+//!
+//! Every server binds port 0 on loopback, lives as long as the test process, and bounds how long
+//! it holds a connection, so no test can hang or send traffic anywhere else.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::OnceLock,
+    thread,
+    time::{Duration, Instant},
+};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rhai-probe");
+
+/// The longest any server holds a connection open without answering.
+const HOLD: Duration = Duration::from_secs(10);
+
+/// A small HTTP/1.1 server with good and bad routes. Returns `http://127.0.0.1:PORT`.
+pub fn http_server() -> &'static str {
+    static BASE: OnceLock<String> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let port = listener.local_addr().unwrap().port();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                thread::spawn(move || serve(stream, port));
+            }
+        });
+        base
+    })
+}
+
+fn serve(mut stream: TcpStream, port: u16) {
+    let _ = stream.set_read_timeout(Some(HOLD));
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        headers.push(line.trim_end().to_string());
+    }
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .to_string();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find_map(|h| {
+                h.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    let (status, extra, body): (&str, String, Vec<u8>) = match path.as_str() {
+        "/health" => ("200 OK", String::new(), b"ok".to_vec()),
+        "/bad" => ("503 Service Unavailable", String::new(), b"down".to_vec()),
+        "/json" => (
+            "200 OK",
+            "Content-Type: application/json\r\n".into(),
+            br#"{"status":"UP","checks":[{"name":"db","up":true}],"lag":0.25,"note":null}"#
+                .to_vec(),
+        ),
+        "/json-down" => ("200 OK", String::new(), br#"{"status":"DOWN"}"#.to_vec()),
+        "/html" => ("200 OK", String::new(), b"<html>not json</html>".to_vec()),
+        "/redirect" => ("302 Found", "Location: /health\r\n".into(), Vec::new()),
+        "/redirect-relative" => (
+            "301 Moved Permanently",
+            "Location: health\r\n".into(),
+            Vec::new(),
+        ),
+        "/loop" => ("302 Found", "Location: /loop\r\n".into(), Vec::new()),
+        // Same server, another host name: kubelet does not follow this.
+        "/elsewhere" => (
+            "302 Found",
+            format!("Location: http://localhost:{port}/health\r\n"),
+            Vec::new(),
+        ),
+        "/big" => ("200 OK", String::new(), vec![b'x'; 1024 * 1024]),
+        "/echo" => ("200 OK", String::new(), header("x-probe").into_bytes()),
+        "/headers" => (
+            "204 No Content",
+            "X-Multi: a\r\nX-Multi: b\r\nX-Case: V\r\n".into(),
+            Vec::new(),
+        ),
+        "/stall" => {
+            thread::sleep(HOLD);
+            return;
+        }
+        _ => ("404 Not Found", String::new(), b"no such route".to_vec()),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&body);
+    let _ = stream.shutdown(Shutdown::Write);
+    // Drain so the client never sees a reset.
+    let _ = reader.read_to_end(&mut Vec::new());
+}
+
+/// A listener that accepts connections and never answers. Returns its port.
+pub fn black_hole() -> u16 {
+    static PORT: OnceLock<u16> = OnceLock::new();
+    *PORT.get_or_init(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                held.push(stream);
+            }
+        });
+        port
+    })
+}
+
+/// A port on 127.0.0.1 with nothing listening (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A fresh directory under the target dir for scripts and log files.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// One run of the binary.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
+    /// Assert the exit code and that the verdict line contains `text`.
+    #[track_caller]
+    pub fn expect(&self, code: i32, text: &str) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// A builder for one run: `Probe::script("true").args(["--timeout", "1s"]).run()`.
+pub struct Probe {
+    args: Vec<String>,
+    script: Option<(String, Vec<u8>)>,
+    stdin: Option<Vec<u8>>,
+    hold_stdin: bool,
+    env: Vec<(String, String)>,
+}
+
+impl Probe {
+    /// Run `rhai-probe run` on a script with this text (written to a file named `probe.rhai`).
+    pub fn script(text: &str) -> Self {
+        Self::script_bytes("probe.rhai", text.as_bytes())
+    }
+
+    pub fn script_bytes(name: &str, bytes: &[u8]) -> Self {
+        Probe {
+            args: vec!["run".into()],
+            script: Some((name.into(), bytes.to_vec())),
+            stdin: None,
+            hold_stdin: false,
+            env: Vec::new(),
+        }
+    }
+
+    /// Run the binary with exactly these arguments.
+    pub fn command<I: IntoIterator<Item = S>, S: Into<String>>(args: I) -> Self {
+        Probe {
+            args: args.into_iter().map(Into::into).collect(),
+            script: None,
+            stdin: None,
+            hold_stdin: false,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn stdin(mut self, bytes: &[u8]) -> Self {
+        self.stdin = Some(bytes.to_vec());
+        self
+    }
+
+    /// Keep standard input open and silent for the whole run.
+    pub fn hold_stdin(mut self) -> Self {
+        self.hold_stdin = true;
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn run(self) -> Run {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let mut args = self.args;
+        let mut cmd = Command::new(BIN);
+        if let Some((name, bytes)) = &self.script {
+            // Run from the script's directory with a relative path, as a person would, so
+            // messages read `probe.rhai:1:9`.
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = temp_dir(&format!("run-{}-{n}", std::process::id()));
+            std::fs::write(dir.join(name), bytes).unwrap();
+            args.push(name.clone());
+            cmd.current_dir(dir);
+        }
+        cmd.args(&args)
+            .env_remove("RUST_LOG")
+            .env_remove("RHAI_PROBE_TIMEOUT")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if self.stdin.is_some() || self.hold_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let started = Instant::now();
+        let mut child = cmd.spawn().unwrap();
+        // Written then closed; or, with hold_stdin, kept open and silent until the run ends.
+        let held = match (child.stdin.take(), &self.stdin) {
+            (Some(mut pipe), Some(bytes)) => {
+                let _ = pipe.write_all(bytes);
+                None
+            }
+            (pipe, None) if self.hold_stdin => pipe,
+            _ => None,
+        };
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = wait_bounded(child, Duration::from_secs(30));
+        drop(held);
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+/// Wait for the child, killing it if it outlives `limit` (a hang is a failure, not a stuck CI).
+fn wait_bounded(mut child: std::process::Child, limit: Duration) -> Output {
+    let started = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "rhai-probe still running after {limit:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}

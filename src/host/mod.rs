@@ -189,3 +189,24 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>) {
 pub fn pos(ctx: &NativeCallContext) -> Pos {
     ctx.call_position().into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::FUNCTIONS;
+
+    #[test]
+    fn every_function_is_in_the_reference() {
+        let reference = include_str!("../../docs/functions.md");
+        for doc in FUNCTIONS {
+            assert!(
+                reference.contains(&format!("## {}\n", doc.name)),
+                "docs/functions.md has no section for {}",
+                doc.name
+            );
+            for signature in doc.signatures {
+                let plain = signature.split(" -> ").next().unwrap();
+                assert!(reference.contains(plain), "docs/functions.md lacks {plain}");
+            }
+        }
+    }
+}

@@ -82,10 +82,16 @@ pub fn location(source: &str, pos: Pos) -> String {
     }
 }
 
-/// A compile error.
-pub fn from_parse(err: &ParseError) -> Diagnostic {
+/// A compile error in `text`.
+pub fn from_parse(err: &ParseError, text: &str) -> Diagnostic {
     let pos = Pos::from(err.position());
     match err.err_type() {
+        // Rhai notices a missing `;` at the start of the next statement; point where it belongs.
+        ParseErrorType::MissingToken(token, _) if token == ";" => {
+            let end = end_of_previous_line(text, pos).unwrap_or(pos);
+            Diagnostic::new("missing ';' at the end of this statement", end)
+                .help("separate statements with ';' (only the last expression, the probe's result, goes without)")
+        }
         ParseErrorType::VariableUndefined(name) => {
             Diagnostic::new(format!("variable '{name}' is not defined"), pos).help(format!(
                 "define it with let, pass it with --var {name}=VALUE, or read it with var_or(\"{name}\", default)"
@@ -127,7 +133,7 @@ pub fn from_eval(err: &EvalAltResult) -> Diagnostic {
             None => Diagnostic::new(inner.to_string(), pos),
         },
         EvalAltResult::ErrorParsing(kind, _) => {
-            from_parse(&ParseError(Box::new(kind.clone()), err.position()))
+            from_parse(&ParseError(Box::new(kind.clone()), err.position()), "")
         }
         EvalAltResult::ErrorRuntime(value, _) => {
             let message = match value.read_lock::<rhai::ImmutableString>() {
@@ -180,6 +186,27 @@ pub fn from_eval(err: &EvalAltResult) -> Diagnostic {
             Diagnostic::new(text, pos)
         }
     }
+}
+
+/// Just after the last non-blank character before `pos` on an earlier line, if `pos` starts its
+/// line (nothing but blanks before it).
+fn end_of_previous_line(text: &str, pos: Pos) -> Option<Pos> {
+    let lines: Vec<&str> = text.lines().collect();
+    let current = lines.get(pos.line.checked_sub(1)?)?;
+    if !current
+        .chars()
+        .take(pos.col.saturating_sub(1))
+        .all(char::is_whitespace)
+    {
+        return None;
+    }
+    (0..pos.line - 1).rev().find_map(|i| {
+        let code = lines[i].split("//").next().unwrap_or("").trim_end();
+        (!code.is_empty()).then(|| Pos {
+            line: i + 1,
+            col: code.chars().count() + 1,
+        })
+    })
 }
 
 /// `htp_get (&str | ImmutableString | String)` → a message naming the function and what to do.
@@ -270,6 +297,17 @@ mod tests {
             "error: boom\n --> p.rhai:2:9\n  |\n2 | let r = htp_get(url);\n  |         ^\n"
         );
         assert_eq!(d.one_line("p.rhai"), "p.rhai:2:9: boom");
+    }
+
+    #[test]
+    fn missing_semicolon_points_at_the_end_of_the_statement() {
+        let text = "let r = 1 // comment\n\nr == 1\n";
+        assert_eq!(
+            end_of_previous_line(text, Pos { line: 3, col: 1 }),
+            Some(Pos { line: 1, col: 10 })
+        );
+        assert_eq!(end_of_previous_line(text, Pos { line: 3, col: 3 }), None);
+        assert_eq!(end_of_previous_line(text, Pos { line: 1, col: 1 }), None);
     }
 
     #[test]

@@ -76,7 +76,9 @@ fn run(args: RunArgs) -> Exit {
         }
     };
     trace.set_phase(engine::STOPPED_RUNNING);
-    let verdict = probe::run(&script, vars(&args.vars), deadline, &trace);
+    let vars = vars(&args.vars);
+    probe::warn_unused_vars(&script, &vars);
+    let verdict = probe::run(&script, vars, deadline, &trace);
     if !reporter.emit(&verdict, &trace, Some(&script.text)) {
         // The watchdog is reporting the deadline and will exit with it.
         std::thread::sleep(Duration::from_secs(1));

@@ -135,10 +135,36 @@ pub fn compile(engine: &Engine, scope: &Scope, script: &Script) -> Result<AST, V
     let mut ast = engine
         .compile_with_scope(scope, &script.text)
         .map_err(|e| {
-            Verdict::with_diagnostic(Exit::ScriptFault, &script.name, diagnostic::from_parse(&e))
+            Verdict::with_diagnostic(
+                Exit::ScriptFault,
+                &script.name,
+                diagnostic::from_parse(&e, &script.text),
+            )
         })?;
     ast.set_source(script.name.as_str());
     Ok(ast)
+}
+
+/// Warn about `--var`s the script never mentions: a misspelt `--var urll=` would otherwise leave
+/// the script quietly using its default.
+pub fn warn_unused_vars(script: &Script, vars: &rhai::Map) {
+    let words: Vec<&str> = script
+        .text
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    for name in vars.keys() {
+        if !words.contains(&name.as_str()) {
+            let hint = match diagnostic::closest(name, words.iter().copied()) {
+                Some(near) => format!("; did you mean --var {near}=...?"),
+                None => String::new(),
+            };
+            log::warn!(
+                "--var {name}: {} never mentions '{name}'{hint}",
+                script.name
+            );
+        }
+    }
 }
 
 /// Compile and evaluate `script` under `deadline`, recording calls in `trace`.

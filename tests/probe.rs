@@ -664,6 +664,29 @@ fn vars_are_typed_constants() {
 }
 
 #[test]
+fn a_misspelt_var_is_reported() {
+    let run = Probe::script("let url = var_or(\"url\", \"x\");\nurl == \"x\"")
+        .args(["--var", "urll=http://127.0.0.1/"])
+        .run();
+    run.expect(0, "healthy");
+    assert!(
+        run.stderr
+            .contains("--var urll: probe.rhai never mentions 'urll'; did you mean --var url=...?"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn missing_semicolon_points_at_the_end_of_the_statement() {
+    let run = Probe::script("let r = 1\nr == 1\n").run();
+    run.expect(
+        3,
+        "probe.rhai:1:10: missing ';' at the end of this statement",
+    );
+}
+
+#[test]
 fn script_from_stdin() {
     Probe::command(["run", "-"])
         .stdin(b"1 + 1 == 2")

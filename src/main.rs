@@ -125,9 +125,7 @@ fn check(args: CheckArgs) -> Exit {
             failed += 1;
             match (&verdict.diagnostic, &script) {
                 (Some(d), Some(s)) => {
-                    let color = std::io::IsTerminal::is_terminal(&std::io::stderr())
-                        && std::env::var_os("NO_COLOR").is_none();
-                    eprint!("{}", d.render(&s.name, &s.text, color));
+                    eprint!("{}", d.render(&s.name, &s.text, report::stderr_color()))
                 }
                 _ => eprintln!("error: {}", verdict.reason),
             }

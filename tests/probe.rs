@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{black_hole, closed_port, http_server, repo, temp_dir, Probe};
+use support::{black_hole, closed_port, http_server, repo, temp_dir, tls_server, Probe};
 
 fn url(path: &str) -> String {
     format!("{}{path}", http_server())
@@ -612,6 +612,28 @@ fn proxy_environment_is_ignored() {
         .expect(0, "healthy");
 }
 
+#[test]
+fn tls_is_verified_by_default_and_insecure_skips_it() {
+    let Some(port) = tls_server() else {
+        eprintln!(
+            "SKIPPED tls_is_verified_by_default_and_insecure_skips_it: openssl is not installed"
+        );
+        return;
+    };
+    let target = format!("https://localhost:{port}/");
+    Probe::script(&format!("http_get(\"{target}\").ok"))
+        .run()
+        .expect(
+            2,
+            &format!("check error: GET {target}: TLS: invalid peer certificate: UnknownIssuer"),
+        );
+    Probe::script(&format!(
+        "let r = http_get(\"{target}\", #{{insecure: true}}); r.status == 200 && r.ok"
+    ))
+    .run()
+    .expect(0, "healthy");
+}
+
 // ---- tcp_open ----------------------------------------------------------------------------------
 
 #[test]
@@ -909,6 +931,27 @@ fn check_reports_every_broken_script_and_exits_3() {
     // With the variable given, the script compiles: check sees what run would.
     let run = Probe::command(["check", &paths[2], "--var", "url=http://x"]).run();
     assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn cpu_count_respects_cpu_affinity() {
+    if std::process::Command::new("taskset")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED cpu_count_respects_cpu_affinity: taskset is not installed");
+        return;
+    }
+    let dir = temp_dir("affinity");
+    std::fs::write(dir.join("one.rhai"), "cpu_count() == 1").unwrap();
+    let out = std::process::Command::new("taskset")
+        .args(["-c", "0", support::BIN, "run"])
+        .arg(dir.join("one.rhai"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
 }
 
 #[test]

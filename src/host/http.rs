@@ -287,6 +287,10 @@ fn transport_reason(e: &ureq::Error, budget: std::time::Duration, tls: bool) -> 
                 .map_or_else(|| io.to_string(), |i| i.to_string());
             if inner.contains("InvalidContentType") || inner.contains("corrupt message") {
                 format!("TLS handshake failed ({inner}): is the port serving plain HTTP?")
+            } else if inner.contains("UnknownIssuer") {
+                format!(
+                    "TLS: {inner} (self-signed or private CA; insecure: true skips verification)"
+                )
             } else {
                 format!("TLS: {inner}")
             }

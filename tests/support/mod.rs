@@ -308,3 +308,62 @@ fn wait_bounded(mut child: std::process::Child, limit: Duration) -> Output {
         thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A TLS server with a self-signed certificate for `localhost`, from the openssl command line
+/// tool (`s_server -www` answers any GET with 200 and a status page). `None` when openssl is not
+/// installed. Returns the port; `timeout` ends the server after two minutes.
+pub fn tls_server() -> Option<u16> {
+    static PORT: OnceLock<Option<u16>> = OnceLock::new();
+    *PORT.get_or_init(|| {
+        let dir = temp_dir("tls");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let made = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        if !made.success() {
+            return None;
+        }
+        let port = closed_port();
+        let mut server = Command::new("timeout")
+            .args(["120", "openssl", "s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if started.elapsed() > Duration::from_secs(10)
+                || server.try_wait().ok().flatten().is_some()
+            {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Some(port)
+    })
+}

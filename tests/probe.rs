@@ -276,6 +276,16 @@ fn import_and_eval_are_not_available() {
 }
 
 #[test]
+fn limits_cannot_be_caught_with_try_or_check() {
+    Probe::script("try { loop {} } catch { }\ntrue")
+        .run()
+        .expect(3, "more than 1000000 operations (sandbox limit)");
+    Probe::script("fn f(n) { f(n + 1) }\ncheck(\"x\", || f(0));\ntrue")
+        .run()
+        .expect(3, "function calls nested more than 32 deep");
+}
+
+#[test]
 fn faults_cannot_be_caught_with_try() {
     Probe::script("try { http_get(\"localhost:8080\") } catch { }\ntrue")
         .run()

@@ -55,14 +55,9 @@ fn run(args: RunArgs) -> Exit {
     let deadline = Deadline::start(args.timeout.0);
     logging::init(args.quiet, args.verbose, args.log_file.as_deref());
     let trace = Trace::default();
-    let source = if args.script.as_os_str() == "-" {
-        "<stdin>".to_string()
-    } else {
-        args.script.display().to_string()
-    };
     let reporter = Reporter {
         format: args.format,
-        source: source.clone(),
+        source: probe::display_name(&args.script),
         deadline_ms: deadline.limit().as_secs_f64() * 1e3,
     };
     spawn_watchdog(deadline, reporter.clone(), trace.clone());

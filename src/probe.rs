@@ -62,18 +62,22 @@ impl Verdict {
     }
 }
 
+/// How a script path is named in every message: the path as given, or `<stdin>` for `-`.
+pub fn display_name(path: &Path) -> String {
+    if path.as_os_str() == "-" {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
 /// Read a script from a path or `-` (standard input): at most 1 MiB, UTF-8; a leading BOM is
 /// dropped and a `#!` first line is kept as a comment, so positions match the file.
 pub fn load(path: &Path) -> Result<Script, Verdict> {
-    let (name, bytes) = if path.as_os_str() == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .take(MAX_SCRIPT_BYTES as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| fault(format!("<stdin>: cannot read the script: {e}")))?;
-        ("<stdin>".to_string(), bytes)
+    let name = display_name(path);
+    let reader: Box<dyn Read> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin())
     } else {
-        let name = path.display().to_string();
         let file = std::fs::File::open(path).map_err(|e| {
             let hint = match e.kind() {
                 std::io::ErrorKind::NotFound => {
@@ -89,12 +93,13 @@ pub fn load(path: &Path) -> Result<Script, Verdict> {
                 crate::host::tcp::describe(&e)
             ))
         })?;
-        let mut bytes = Vec::new();
-        file.take(MAX_SCRIPT_BYTES as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| fault(format!("{name}: cannot read the script: {e}")))?;
-        (name, bytes)
+        Box::new(file)
     };
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_SCRIPT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fault(format!("{name}: cannot read the script: {e}")))?;
     if bytes.len() > MAX_SCRIPT_BYTES {
         return Err(fault(format!(
             "{name}: the script is larger than {} KiB; a probe script should be small",

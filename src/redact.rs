@@ -44,8 +44,9 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Query parameter names whose values are credentials.
-fn sensitive_param(name: &str) -> bool {
+/// Whether a query parameter or header with this name carries a credential
+/// (`?token=`, `X-Api-Key`, `Authorization`, `Cookie`, …).
+pub fn sensitive_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     [
         "token",
@@ -57,6 +58,7 @@ fn sensitive_param(name: &str) -> bool {
         "sig",
         "credential",
         "session",
+        "cookie",
     ]
     .iter()
     .any(|word| name.contains(word))
@@ -101,7 +103,7 @@ pub fn mask_url(url: &str) -> String {
             let masked: Vec<String> = query
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
-                    Some((k, v)) if sensitive_param(k) && !v.is_empty() => {
+                    Some((k, v)) if sensitive_name(k) && !v.is_empty() => {
                         remember(v);
                         remember(&percent_decode(v));
                         format!("{k}={MASK}")
@@ -150,6 +152,23 @@ mod tests {
             "http://app:***@127.0.0.1:8080/health?token=***&verbose=1#x"
         );
         assert!(scrub("failed: hunter2pw and abcd1234").contains("failed: *** and ***"));
+    }
+
+    #[test]
+    fn sensitive_names_cover_headers_and_params() {
+        for name in [
+            "Authorization",
+            "Proxy-Authorization",
+            "Cookie",
+            "X-Api-Key",
+            "access_token",
+            "password",
+        ] {
+            assert!(sensitive_name(name), "{name}");
+        }
+        for name in ["Accept", "X-Request-Id", "page", "verbose"] {
+            assert!(!sensitive_name(name), "{name}");
+        }
     }
 
     #[test]

@@ -94,7 +94,7 @@ fn parse_options(options: &Options) -> Result<Request, HostError> {
         let value = value
             .into_immutable_string()
             .map_err(|t| HostError::Fault(format!("header '{name}' must be a string, got {t}")))?;
-        if is_secret_header(&name) {
+        if redact::sensitive_name(&name) {
             redact::remember(&value);
             if let Some((_, credential)) = value.split_once(' ') {
                 redact::remember(credential);
@@ -109,16 +109,6 @@ fn parse_options(options: &Options) -> Result<Request, HostError> {
         max_body: max_body as u64,
         follow_redirects: options.bool("follow_redirects")?.unwrap_or(true),
     })
-}
-
-fn is_secret_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    name == "authorization"
-        || name == "proxy-authorization"
-        || name == "cookie"
-        || ["token", "key", "secret", "auth"]
-            .iter()
-            .any(|w| name.contains(w))
 }
 
 /// `http_get(url)`, `http_get(url, options)` → map

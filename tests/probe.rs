@@ -696,6 +696,28 @@ fn vars_are_typed_constants() {
 }
 
 #[test]
+fn load_averages_over_5_and_15_minutes() {
+    Probe::script("load_avg(1) >= 0.0 && load_avg(5) >= 0.0 && load_avg(15) >= 0.0")
+        .run()
+        .expect(0, "healthy");
+}
+
+#[test]
+fn print_and_debug_go_to_the_log_not_stdout() {
+    let run = Probe::script("print(\"hello\");\ndebug(\"details\");\ntrue")
+        .args(["-vv"])
+        .run();
+    run.expect(0, "healthy");
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    assert!(run.stderr.contains("INFO  print: hello"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("DEBUG print: \"details\" (line 2)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn a_misspelt_var_is_reported() {
     let run = Probe::script("let url = var_or(\"url\", \"x\");\nurl == \"x\"")
         .args(["--var", "urll=http://127.0.0.1/"])

@@ -696,6 +696,29 @@ fn vars_are_typed_constants() {
 }
 
 #[test]
+fn var_or_gives_the_value_the_default_type_or_says_why_not() {
+    Probe::script("let m = var_or(\"m\", 90.0); let v = var_or(\"v\", \"\");\ntype_of(m) == \"f64\" && m == 7.0 && v == \"12\"")
+        .args(["--var", "m=7", "--var", "v=12"])
+        .run()
+        .expect(0, "healthy");
+    Probe::script("var_or(\"m\", 90.0) > 1.0")
+        .args(["--var", "m=1e9"])
+        .run()
+        .expect(
+            3,
+            ":1:1: var_or(\"m\", 90.0): --var m=1e9 is a string, but the default is a number",
+        )
+        .expect(3, "1000000, not 1e6");
+    Probe::script("let on = var_or(\"on\", false);\non")
+        .args(["--var", "on=5"])
+        .run()
+        .expect(
+            3,
+            ":1:10: var_or(\"on\", false): --var on=5 is an integer, but the default is a boolean",
+        );
+}
+
+#[test]
 fn load_averages_over_5_and_15_minutes() {
     Probe::script("load_avg(1) >= 0.0 && load_avg(5) >= 0.0 && load_avg(15) >= 0.0")
         .run()
@@ -996,10 +1019,22 @@ fn node_script_is_healthy_here() {
 #[test]
 fn liveness_script_against_good_and_bad_endpoints() {
     let script = repo("scripts/liveness.rhai").display().to_string();
-    Probe::command(["run", &script, "--var", &format!("url={}", url("/health"))])
+    // The load check must not depend on how busy the test machine is: a limit no load reaches,
+    // then one every load exceeds (load is never negative).
+    let health = format!("url={}", url("/health"));
+    let never = ["--var", "max_load_pct=1000000"];
+    Probe::command(["run", &script, "--var", &health])
+        .args(never)
         .run()
         .expect(0, "healthy: 2 checks passed (load, health)");
+    Probe::command(["run", &script, "--var", &health, "--var", "max_load_pct=-1"])
+        .run()
+        .expect(
+            1,
+            "check \"load\" failed: condition was false: load_avg() -> ",
+        );
     Probe::command(["run", &script, "--var", &format!("url={}", url("/bad"))])
+        .args(never)
         .run()
         .expect(1, "check \"health\" failed: GET ")
         .expect(1, "/bad -> 503 (");
@@ -1009,6 +1044,7 @@ fn liveness_script_against_good_and_bad_endpoints() {
         "--var",
         &format!("url=http://127.0.0.1:{}/health", closed_port()),
     ])
+    .args(never)
     .run()
     .expect(1, "connection refused");
 }

@@ -42,6 +42,60 @@ fn check_value(host: &Host, ctx: &NativeCallContext, name: &str, passed: bool) -
     passed
 }
 
+/// A `--var` takes the type of its default where that is lossless (`90` for a default of `90.0`
+/// becomes `90.0`, a number for a string default becomes its text). A value that cannot be the
+/// default's type is the script's fault, said at once: comparing a float with a string is
+/// quietly `false` in Rhai, and would fail a check for the wrong reason.
+fn var_as_default(
+    name: &str,
+    given: &Dynamic,
+    default: &Dynamic,
+    position: rhai::Position,
+) -> RhaiResult<Dynamic> {
+    if default.is_unit() || given.type_id() == default.type_id() {
+        return Ok(given.clone());
+    }
+    if default.is_float() {
+        if let Ok(i) = given.as_int() {
+            return Ok(Dynamic::from_float(i as rhai::FLOAT));
+        }
+    }
+    if default.is_int() && given.is_float() {
+        return Ok(given.clone());
+    }
+    if default.is_string() {
+        return Ok(Dynamic::from(given.to_string()));
+    }
+    Err(fault(
+        format!(
+            "var_or({name:?}, {default}): --var {name}={given} is {}, but the default is {}; give {}{}",
+            kind(given),
+            kind(default),
+            kind(default),
+            if given.is_string() && (default.is_int() || default.is_float()) {
+                " (numbers are plain decimals: 1000000, not 1e6)"
+            } else {
+                ""
+            }
+        ),
+        position,
+    ))
+}
+
+fn kind(value: &Dynamic) -> &'static str {
+    if value.is_int() {
+        "an integer"
+    } else if value.is_float() {
+        "a number"
+    } else if value.is_bool() {
+        "a boolean (true/false)"
+    } else if value.is_string() {
+        "a string"
+    } else {
+        "a value of another type"
+    }
+}
+
 fn check_closure(host: &Host, ctx: &NativeCallContext, name: &str, f: FnPtr) -> RhaiResult<bool> {
     match f.call_within_context::<Dynamic>(ctx, ()) {
         Ok(value) => match value.as_bool() {
@@ -118,9 +172,13 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>) {
         },
     );
     let h = host.clone();
-    engine.register_fn("var_or", move |name: &str, default: Dynamic| {
-        h.vars.get(name).cloned().unwrap_or(default)
-    });
+    engine.register_fn(
+        "var_or",
+        move |ctx: NativeCallContext, name: &str, default: Dynamic| match h.vars.get(name) {
+            Some(given) => var_as_default(name, given, &default, ctx.call_position()),
+            None => Ok(default),
+        },
+    );
     let h = host.clone();
     engine.register_fn("sleep", move |ctx: NativeCallContext, seconds: f64| {
         sleep(&h, &ctx, seconds)

@@ -119,9 +119,37 @@ pub fn mask_url(url: &str) -> String {
     scrub(&out).into_owned()
 }
 
+/// Remember the credentials written in a script's own text (`"postgres://app:pw@db/app"`,
+/// `password=pw`), before anything runs, so that even a compile error quoting that line masks
+/// them.
+pub fn remember_in_source(text: &str) {
+    let stop = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ')' | ',' | ';');
+    let mut from = 0;
+    while let Some(i) = text[from..].find("://") {
+        let at = from + i;
+        let start = text[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |s| s + 1);
+        let end = text[at..].find(stop).map_or(text.len(), |e| at + e);
+        let _ = mask_url(&text[start..end]);
+        from = at + 3;
+    }
+    let mut from = 0;
+    while let Some(i) = text[from..].find("password=") {
+        let value_start = from + i + "password=".len();
+        let rest = &text[value_start..];
+        let value = match rest.strip_prefix('\'') {
+            Some(quoted) => quoted.split('\'').next().unwrap_or_default(),
+            None => rest.split(stop).next().unwrap_or_default(),
+        };
+        remember(value);
+        from = value_start;
+    }
+}
+
 /// Decode `%XX` escapes (a password in a URL is often percent-encoded; the raw form must be
 /// masked as well). Invalid escapes are kept as they are.
-fn percent_decode(text: &str) -> String {
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -169,6 +197,14 @@ mod tests {
         for name in ["Accept", "X-Request-Id", "page", "verbose"] {
             assert!(!sensitive_name(name), "{name}");
         }
+    }
+
+    #[test]
+    fn credentials_in_a_script_are_remembered_before_it_runs() {
+        remember_in_source(
+            "let a = \"mysql://root:src-pw-111@db/x\";\nlet b = `host=h password='src pw 222' user=u`;\nlet c = \"password=src-pw-333\";",
+        );
+        assert_eq!(scrub("src-pw-111 src pw 222 src-pw-333"), "*** *** ***");
     }
 
     #[test]

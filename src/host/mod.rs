@@ -8,7 +8,9 @@
 
 pub mod checks;
 pub mod http;
+pub mod inputs;
 pub mod options;
+pub mod sql;
 pub mod system;
 pub mod tcp;
 
@@ -174,6 +176,10 @@ pub const FUNCTIONS: &[FnDoc] = &[
     http::DOC_HTTP_GET,
     http::DOC_JSON,
     tcp::DOC_TCP_OPEN,
+    sql::DOC_SQL_PING,
+    sql::DOC_SQL_SCALAR,
+    inputs::DOC_ENV,
+    inputs::DOC_READ_FILE,
     checks::DOC_CHECK,
     checks::DOC_VAR_OR,
     checks::DOC_SLEEP,
@@ -183,6 +189,8 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>) {
     system::register(engine, host);
     http::register(engine, host);
     tcp::register(engine, host);
+    sql::register(engine, host);
+    inputs::register(engine, host);
     checks::register(engine, host);
 }
 

@@ -60,6 +60,16 @@ impl<'a> Options<'a> {
             .transpose()
     }
 
+    pub fn string(&self, key: &str) -> Result<Option<String>, HostError> {
+        self.get(key)
+            .map(|v| {
+                v.read_lock::<rhai::ImmutableString>()
+                    .map(|s| s.to_string())
+                    .ok_or_else(|| Self::wrong(key, "a string", v))
+            })
+            .transpose()
+    }
+
     pub fn map(&self, key: &str) -> Result<Option<Map>, HostError> {
         self.get(key)
             .map(|v| {

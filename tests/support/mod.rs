@@ -367,3 +367,186 @@ pub fn tls_server() -> Option<u16> {
         Some(port)
     })
 }
+
+/// The shared PostgreSQL and MariaDB these machines run (trust / empty-password root), as
+/// DSNs; `RHAI_PROBE_PG` and `RHAI_PROBE_MYSQL` point the tests elsewhere.
+pub fn shared_pg() -> String {
+    std::env::var("RHAI_PROBE_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub fn shared_mysql() -> String {
+    std::env::var("RHAI_PROBE_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+/// Two private PostgreSQL servers started from the installed binaries, because the shared one
+/// trusts every local login and so cannot show a wrong password: both require a scram-sha-256
+/// password from `PG_USER`; `plain` has TLS off, `tls` serves a certificate for `localhost`
+/// (not 127.0.0.1) signed by `ca`. They run as long as the test process: a shell holds our pipe
+/// and stops them (and removes their files) when it closes.
+pub struct PrivatePg {
+    pub plain: u16,
+    pub tls: u16,
+    pub socket_dir: String,
+    pub ca: PathBuf,
+    pub log: PathBuf,
+}
+
+pub const PG_USER: &str = "probe_admin";
+pub const PG_PASSWORD: &str = "Pg-s3cret-pw";
+
+fn pg_bin() -> PathBuf {
+    if let Ok(dir) = std::env::var("RHAI_PROBE_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    dirs.retain(|d| d.join("initdb").exists());
+    dirs.sort();
+    dirs.pop().expect(
+        "no PostgreSQL server binaries under /usr/lib/postgresql/*/bin (install postgresql, \
+         or set RHAI_PROBE_PG_BIN); .ci/run installs them",
+    )
+}
+
+pub fn private_pg() -> &'static PrivatePg {
+    static PG: OnceLock<PrivatePg> = OnceLock::new();
+    PG.get_or_init(|| {
+        let bin = pg_bin();
+        let root = is_root();
+        let dir = std::env::temp_dir().join(format!("rhai-probe-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pw"), PG_PASSWORD).unwrap();
+        // A CA and a server certificate for localhost only.
+        let ssl = |args: &[&str]| {
+            let ok = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl")
+                .success();
+            assert!(ok, "openssl {args:?} failed");
+        };
+        ssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=probe test CA", "-keyout", "ca.key", "-out", "ca.pem"]);
+        ssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
+        std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n").unwrap();
+        ssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "ext", "-out", "server.pem"]);
+        let as_postgres = |program: &str| {
+            let mut cmd = if root {
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]).arg(bin.join(program));
+                c
+            } else {
+                Command::new(bin.join(program))
+            };
+            cmd.current_dir(&dir);
+            cmd
+        };
+        if root {
+            let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().unwrap().success();
+            assert!(ok, "chown postgres {dir:?}");
+        }
+        std::fs::set_permissions(dir.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let out = as_postgres("initdb")
+            .args(["-D", "data", "-U", PG_USER, "--pwfile=pw", "-A", "scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let ok = Command::new("cp").args(["-a", "data", "data-tls"]).current_dir(&dir).status().unwrap().success();
+        assert!(ok, "cp data");
+        let (plain, tls) = (closed_port(), closed_port());
+        let socket_dir = dir.display().to_string();
+        let postgres = |data: &str, port: u16, ssl: bool| -> String {
+            let mut line = String::new();
+            if root {
+                line.push_str("setpriv --reuid=postgres --regid=postgres --init-groups ");
+            }
+            line.push_str(&format!(
+                "{} -D {data} -c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={socket_dir} \
+                 -c fsync=off -c log_connections=on -c log_disconnections=on -c max_connections=40",
+                bin.join("postgres").display()
+            ));
+            if ssl {
+                line.push_str(&format!(
+                    " -c ssl=on -c ssl_cert_file={socket_dir}/server.pem -c ssl_key_file={socket_dir}/server.key"
+                ));
+            } else {
+                line.push_str(" -c ssl=off");
+            }
+            line
+        };
+        let script = format!(
+            "cd {socket_dir} || exit 1; {} 2>plain.log & a=$!; {} 2>tls.log & b=$!; read _; kill -INT $a $b; wait; rm -rf {socket_dir}",
+            postgres("data", plain, false),
+            postgres("data-tls", tls, true)
+        );
+        // Never waited for: it lives as long as this process, and ends when our pipe closes.
+        #[allow(clippy::zombie_processes)]
+        let mut shell = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Never closed until the test process exits.
+        std::mem::forget(shell.stdin.take());
+        let started = Instant::now();
+        for log in ["plain.log", "tls.log"] {
+            loop {
+                let text = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+                if text.contains("ready to accept connections") {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "private PostgreSQL did not start: {text}"
+                );
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+        PrivatePg {
+            plain,
+            tls,
+            socket_dir,
+            ca: dir.join("ca.pem"),
+            log: dir.join("plain.log"),
+        }
+    })
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A MariaDB/MySQL account with a password on the shared server (created or reset by root).
+pub const MY_USER: &str = "rhai_probe_pw";
+pub const MY_PASSWORD: &str = "My-s3cret-pw";
+
+pub fn mysql_password_user() -> &'static str {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        use mysql::prelude::Queryable;
+        let mut conn = mysql::Conn::new(mysql::Opts::from_url(&shared_mysql()).unwrap())
+            .expect("the shared MariaDB (see README: database tests)");
+        conn.query_drop(format!(
+            "CREATE USER IF NOT EXISTS '{MY_USER}'@'%' IDENTIFIED BY '{MY_PASSWORD}'"
+        ))
+        .unwrap();
+        conn.query_drop(format!(
+            "ALTER USER '{MY_USER}'@'%' IDENTIFIED BY '{MY_PASSWORD}'"
+        ))
+        .unwrap();
+        conn.query_drop(format!("GRANT SELECT ON test.* TO '{MY_USER}'@'%'"))
+            .unwrap();
+    });
+    MY_USER
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Start what the database tests talk to, installing it first on a machine that lacks it:
+#   PostgreSQL on 127.0.0.1:5432 (trust for local TCP, role root/postgres, database test)
+#   MariaDB    on 127.0.0.1:3306 (root with an empty password, database test)
+# plus the server binaries (initdb, postgres) the tests use to start private PostgreSQL servers
+# with password authentication, and openssl for test certificates. Idempotent; run as root.
+#   scripts/test-services.sh && cargo test
+set -euo pipefail
+
+log() { echo "test-services: $*" >&2; }
+
+need=()
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+[ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+fresh_pg=0 fresh_my=0
+if ((${#need[@]})); then
+  log "installing ${need[*]}"
+  [[ " ${need[*]} " == *" postgresql "* ]] && fresh_pg=1
+  [[ " ${need[*]} " == *" mariadb-server "* ]] && fresh_my=1
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+wait_for() { # name, command...
+  local name=$1; shift
+  for _ in $(seq 1 60); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.5
+  done
+  log "$name did not come up"; return 1
+}
+
+# PostgreSQL: the newest installed cluster "main".
+version=$(ls /etc/postgresql | sort -V | tail -1)
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  log "starting PostgreSQL $version"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+fi
+wait_for PostgreSQL pg_isready -q -h 127.0.0.1 -p 5432
+if ((fresh_pg)); then
+  hba=/etc/postgresql/$version/main/pg_hba.conf
+  sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+  su postgres -c "psql -qc 'SELECT pg_reload_conf()'" >/dev/null
+  su postgres -c "psql -qc 'CREATE ROLE root SUPERUSER LOGIN'" >/dev/null || true
+  su postgres -c "createdb test" || true
+fi
+
+# MariaDB.
+if ! mysqladmin --protocol=tcp -h 127.0.0.1 -u root status >/dev/null 2>&1 \
+   && ! [ -S /run/mysqld/mysqld.sock ]; then
+  log "starting MariaDB"
+  install -d -o mysql -g mysql /run/mysqld
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+fi
+wait_for MariaDB test -S /run/mysqld/mysqld.sock
+if ((fresh_my)); then
+  mariadb -e "ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(''); CREATE DATABASE IF NOT EXISTS test"
+fi
+wait_for "MariaDB on 127.0.0.1:3306" mysqladmin --protocol=tcp -h 127.0.0.1 -u root status
+log "PostgreSQL and MariaDB are up"

@@ -52,7 +52,10 @@ impl Diagnostic {
             .and_then(|i| text.lines().nth(i))
         {
             let width = self.pos.line.to_string().len();
-            let shown: String = line.replace('\t', "    ").chars().take(200).collect();
+            let shown: String = crate::redact::mask_line(&line.replace('\t', "    "))
+                .chars()
+                .take(200)
+                .collect();
             let caret_at: usize = line
                 .chars()
                 .take(self.pos.col.saturating_sub(1))

@@ -147,6 +147,42 @@ pub fn remember_in_source(text: &str) {
     }
 }
 
+/// A script's source line as it may be shown under a diagnostic: every URL password and
+/// `password=` value replaced by as many `*`, so that the caret below still points at the right
+/// column and even a password too short for `scrub` is hidden.
+pub fn mask_line(line: &str) -> String {
+    let mut out: Vec<char> = line.chars().collect();
+    let stop = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ')' | ',' | ';');
+    let mut hide = |from: usize, to: usize| {
+        for c in out.iter_mut().take(to).skip(from) {
+            *c = '*';
+        }
+    };
+    let chars: Vec<char> = line.chars().collect();
+    let text: String = chars.iter().collect();
+    let index = |byte: usize| text[..byte].chars().count();
+    let mut from = 0;
+    while let Some(i) = text[from..].find("://") {
+        let at = from + i + 3;
+        let end = text[at..].find(stop).map_or(text.len(), |e| at + e);
+        let authority_end = text[at..end].find(['/', '?', '#']).map_or(end, |e| at + e);
+        if let Some(at_sign) = text[at..authority_end].rfind('@') {
+            if let Some(colon) = text[at..at + at_sign].find(':') {
+                hide(index(at + colon + 1), index(at + at_sign));
+            }
+        }
+        from = at;
+    }
+    let mut from = 0;
+    while let Some(i) = text[from..].find("password=") {
+        let start = from + i + "password=".len();
+        let end = text[start..].find(stop).map_or(text.len(), |e| start + e);
+        hide(index(start), index(end));
+        from = start;
+    }
+    out.into_iter().collect()
+}
+
 /// Decode `%XX` escapes (a password in a URL is often percent-encoded; the raw form must be
 /// masked as well). Invalid escapes are kept as they are.
 pub fn percent_decode(text: &str) -> String {
@@ -205,6 +241,18 @@ mod tests {
             "let a = \"mysql://root:src-pw-111@db/x\";\nlet b = `host=h password='src pw 222' user=u`;\nlet c = \"password=src-pw-333\";",
         );
         assert_eq!(scrub("src-pw-111 src pw 222 src-pw-333"), "*** *** ***");
+    }
+
+    #[test]
+    fn source_lines_keep_their_columns() {
+        assert_eq!(
+            mask_line("sql_ping(\"postgres://u:pw@h/x\") && f(`password=ab c`)"),
+            "sql_ping(\"postgres://u:**@h/x\") && f(`password=** c`)"
+        );
+        assert_eq!(
+            mask_line("let é = \"http://h/a@b\";"),
+            "let é = \"http://h/a@b\";"
+        );
     }
 
     #[test]

@@ -508,6 +508,20 @@ fn malformed_dsns_are_script_faults_with_the_dsn_masked() {
 }
 
 #[test]
+fn a_source_line_under_an_error_never_shows_a_password() {
+    // Too short to be searched for in free text, but masked where it stands.
+    let r = Probe::script("sql_pign(\"postgres://u:pw@127.0.0.1/x\")").run();
+    r.expect(3, "unknown function sql_pign(string)");
+    assert!(
+        r.stderr
+            .contains("sql_pign(\"postgres://u:**@127.0.0.1/x\")"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.output().contains("u:pw@"), "{}", r.output());
+}
+
+#[test]
 fn dsn_from_the_environment_and_from_a_file() {
     let p = private_pg();
     let dsn = pg(p.plain, PG_PASSWORD, "postgres");

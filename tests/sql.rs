@@ -158,6 +158,19 @@ fn a_server_that_never_answers_is_false_at_the_timeout() {
 }
 
 #[test]
+fn connect_timeout_in_the_dsn_caps_the_call() {
+    for scheme in ["postgres", "mysql"] {
+        let dsn = format!(
+            "{scheme}://u:{WRONG}@127.0.0.1:{}/x?connect_timeout=1",
+            black_hole()
+        );
+        let r = run(&format!("sql_ping(\"{dsn}\")"), &["--timeout", "4s"]);
+        r.expect(1, "timed out after 1.00 s");
+        assert!(r.elapsed < Duration::from_secs(3), "{:?}", r.elapsed);
+    }
+}
+
+#[test]
 fn pg_tls_modes() {
     let p = private_pg();
     let ca = p.ca.display().to_string();
@@ -400,6 +413,35 @@ fn mysql_ping_ok_wrong_password_unknown_database_and_user() {
         &[],
     )
     .expect(2, "(error 1045, SQLSTATE 28000)");
+}
+
+#[test]
+fn mysql_connection_is_closed_cleanly() {
+    // The server counts clients that went away without COM_QUIT as Aborted_clients.
+    let aborted = || -> String {
+        let dsn = shared_mysql();
+        let r = Probe::script(&format!(
+            "throw sql_scalar(\"{dsn}\", \"SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'ABORTED_CLIENTS'\")"
+        ))
+        .run();
+        let value = r
+            .stdout
+            .strip_prefix("check error: ")
+            .and_then(|v| v.split(' ').next());
+        value
+            .unwrap_or_else(|| panic!("{}", r.output()))
+            .to_string()
+    };
+    let before = aborted();
+    let dsn = my_pw(MY_PASSWORD, "test");
+    for _ in 0..3 {
+        run(
+            &format!("sql_ping(\"{dsn}\") && sql_scalar(\"{dsn}\", \"SELECT 1\") == 1"),
+            &[],
+        )
+        .expect(0, "healthy");
+    }
+    assert_eq!(aborted(), before);
 }
 
 #[test]

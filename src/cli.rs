@@ -15,10 +15,18 @@ Exit codes:
   4   deadline: the deadline passed before the script finished
   64  usage: bad command line";
 
+/// `--version`: the package version and the commit it was built from (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("RHAI_PROBE_COMMIT"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "rhai-probe",
-    version,
+    version = VERSION,
     about = "Kubernetes exec probes written in Rhai: run a script, exit with a code kubelet trusts",
     after_help = EXIT_HELP,
     disable_help_subcommand = true
@@ -38,6 +46,18 @@ pub enum Command {
     /// Prints every problem as path:line:col with the source line; exits 0 when every script
     /// compiles, 3 otherwise.
     Check(CheckArgs),
+    /// Copy this binary into DIR as DIR/rhai-probe (mode 0755), for an init container that fills
+    /// an emptyDir: the app's image needs no rebuild and no shell.
+    ///
+    /// Exits 0 when copied, 1 when it could not be (the reason on stderr).
+    Install(InstallArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InstallArgs {
+    /// The directory to copy the binary into (it must exist, e.g. an emptyDir mount).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Args, Debug)]

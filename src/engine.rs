@@ -22,7 +22,7 @@ use rhai::{
 use crate::host::{self, Host};
 
 /// Sandbox limits. Generous for a probe (a few checks), tight enough that a runaway script
-/// stops long before it can hurt the pod it guards. Documented in docs/sandbox.md.
+/// stops long before it can hurt the pod it guards. Documented in docs/security.md.
 pub mod limits {
     /// Rhai operations per run (a 200-line script with 20 checks uses a few thousand).
     pub const OPERATIONS: u64 = 1_000_000;

@@ -44,8 +44,36 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Check(args) => check(args),
+        Command::Install(args) => return install(&args.dir),
     }
     .into()
+}
+
+/// `install DIR`: copy this binary to `DIR/rhai-probe` through a temporary file and a rename, so
+/// a probe starting meanwhile never runs a half-written binary.
+fn install(dir: &std::path::Path) -> ExitCode {
+    use std::os::unix::fs::PermissionsExt;
+    let target = dir.join("rhai-probe");
+    let partial = dir.join(".rhai-probe.partial");
+    let result = std::env::current_exe()
+        .and_then(|me| std::fs::copy(me, &partial))
+        .and_then(|_| std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)))
+        .and_then(|_| std::fs::rename(&partial, &target));
+    match result {
+        Ok(()) => {
+            println!("installed {}", target.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            eprintln!(
+                "error: cannot install into {}: {}",
+                dir.display(),
+                host::tcp::describe(&e)
+            );
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// After the deadline, how long the watchdog waits for the run to stop by itself.

@@ -1,0 +1,32 @@
+//! Puts the commit the binary was built from into `--version`: `rhai-probe 0.1.0 (3f2a9c1e0b7d)`.
+//! `RHAI_PROBE_COMMIT` overrides it (a container build without `.git` passes it as a build arg);
+//! outside a git checkout it reads `unknown`.
+
+use std::{path::PathBuf, process::Command};
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=RHAI_PROBE_COMMIT");
+    let commit = std::env::var("RHAI_PROBE_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
+        .unwrap_or_else(|| "unknown".into());
+    // Rebuild when HEAD moves: HEAD itself (a checkout) and the branch it points at (a commit).
+    if let Some(dir) = git(&["rev-parse", "--git-dir"]).map(PathBuf::from) {
+        println!("cargo:rerun-if-changed={}", dir.join("HEAD").display());
+        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            println!("cargo:rerun-if-changed={}", dir.join(branch).display());
+        }
+        println!(
+            "cargo:rerun-if-changed={}",
+            dir.join("packed-refs").display()
+        );
+    }
+    println!("cargo:rustc-env=RHAI_PROBE_COMMIT={commit}");
+}

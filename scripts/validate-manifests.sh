@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Validate every Kubernetes manifest in docs/kubernetes/ against the Kubernetes schema, strictly
+# (unknown fields fail; so does a kind the schema does not know, such as apiVersion v1 with kind
+# Deployment, which the validator only warns about), for the oldest and newest versions we
+# document; then check that every probe script they carry or reference compiles.
+#   scripts/validate-manifests.sh [path/to/rhai-probe]
+# Installs the pinned validator into target/manifest-venv on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin=${1:-target/debug/rhai-probe}
+venv=target/manifest-venv
+validator_version=1.37.0
+versions=(1.30.0 1.37.0)
+log() { echo "validate-manifests: $*" >&2; }
+
+if ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$validator_version"; then
+  log "installing kubernetes-validate==$validator_version into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "kubernetes-validate==$validator_version"
+fi
+[ -x "$bin" ] || cargo build --quiet
+
+manifests=(docs/kubernetes/*.yaml)
+for version in "${versions[@]}"; do
+  out=$("$venv/bin/kubernetes-validate" --strict -k "$version" "${manifests[@]}" 2>&1) || {
+    echo "$out" >&2; log "schema validation failed for Kubernetes $version"; exit 1
+  }
+  if grep -v ' passed for resource ' <<<"$out" | grep -q .; then
+    echo "$out" >&2; log "warnings count as failures (Kubernetes $version)"; exit 1
+  fi
+done
+
+# The probe scripts: every ConfigMap's *.rhai entry must compile, and every exec probe that runs
+# /etc/rhai-probe/NAME.rhai must find NAME.rhai in a ConfigMap of the same file.
+scripts=$(mktemp -d)
+trap 'rm -rf "$scripts"' EXIT
+"$venv/bin/python" - "$scripts" "${manifests[@]}" <<'PY'
+import os, re, sys, yaml
+out, files = sys.argv[1], sys.argv[2:]
+problems = []
+for path in files:
+    docs = [d for d in yaml.safe_load_all(open(path)) if d]
+    keys = set()
+    for d in docs:
+        if d.get("kind") == "ConfigMap":
+            for key, text in (d.get("data") or {}).items():
+                if key.endswith(".rhai"):
+                    keys.add(key)
+                    name = os.path.basename(path).replace(".yaml", "") + "--" + key
+                    open(os.path.join(out, name), "w").write(text)
+    for ref in re.findall(r"/etc/rhai-probe/([\w.-]+\.rhai)", open(path).read()):
+        if ref not in keys:
+            problems.append(f"{path}: a probe runs /etc/rhai-probe/{ref}, which no ConfigMap in it holds")
+if problems:
+    sys.exit("\n".join(problems))
+PY
+"$bin" check "$scripts"/*.rhai
+log "ok: ${#manifests[@]} files, Kubernetes ${versions[*]}"

@@ -71,7 +71,12 @@ pub fn mask_url(url: &str) -> String {
         Some(i) => (&url[..i + 3], &url[i + 3..]),
         None => ("", url),
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority_end = match userinfo_end(rest) {
+        Some(at) => rest[at..]
+            .find(['/', '?', '#'])
+            .map_or(rest.len(), |e| at + e),
+        None => rest.find(['/', '?', '#']).unwrap_or(rest.len()),
+    };
     let (authority, tail) = rest.split_at(authority_end);
     let mut out = String::with_capacity(url.len());
     out.push_str(scheme);
@@ -165,8 +170,7 @@ pub fn mask_line(line: &str) -> String {
     while let Some(i) = text[from..].find("://") {
         let at = from + i + 3;
         let end = text[at..].find(stop).map_or(text.len(), |e| at + e);
-        let authority_end = text[at..end].find(['/', '?', '#']).map_or(end, |e| at + e);
-        if let Some(at_sign) = text[at..authority_end].rfind('@') {
+        if let Some(at_sign) = userinfo_end(&text[at..end]) {
             if let Some(colon) = text[at..at + at_sign].find(':') {
                 hide(index(at + colon + 1), index(at + at_sign));
             }
@@ -181,6 +185,22 @@ pub fn mask_line(line: &str) -> String {
         from = start;
     }
     out.into_iter().collect()
+}
+
+/// Where the userinfo of a URL ends (the `@`), in the text after `scheme://`. A password that
+/// should have been percent-encoded but holds a `/` (`u:pa/ss@db/app`) ends the authority early
+/// by the book; when the part before that `/` looks like `user:pass` and an `@` follows before
+/// the query, the userinfo runs to that `@`. Masking too much beats showing a password.
+pub fn userinfo_end(rest: &str) -> Option<usize> {
+    let query = rest.find(['?', '#']).unwrap_or(rest.len());
+    let slash = rest[..query].find('/').unwrap_or(query);
+    if let Some(at) = rest[..slash].rfind('@') {
+        return Some(at);
+    }
+    if rest[..slash].contains(':') {
+        return rest[..query].rfind('@');
+    }
+    None
 }
 
 /// Decode `%XX` escapes (a password in a URL is often percent-encoded; the raw form must be
@@ -253,6 +273,21 @@ mod tests {
             mask_line("let é = \"http://h/a@b\";"),
             "let é = \"http://h/a@b\";"
         );
+    }
+
+    #[test]
+    fn an_unencoded_slash_in_a_password_is_still_masked() {
+        assert_eq!(
+            mask_url("postgres://app:pa/ss-9x@db:5432/app"),
+            "postgres://app:***@db:5432/app"
+        );
+        assert_eq!(scrub("pa/ss-9x"), "***");
+        assert_eq!(
+            mask_line("\"mysql://u:pa/ss@h/db\""),
+            "\"mysql://u:*****@h/db\""
+        );
+        // A path with an @ and no user:pass before the first / is left alone.
+        assert_eq!(mask_url("http://h/a@b"), "http://h/a@b");
     }
 
     #[test]

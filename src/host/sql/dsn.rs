@@ -195,13 +195,14 @@ fn parse_url(scheme: &str, rest: &str) -> Result<Dsn, String> {
     };
     let rest = rest.split('#').next().unwrap_or_default();
     let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, path) = match before_query.find('/') {
-        Some(i) => (&before_query[..i], &before_query[i + 1..]),
-        None => (before_query, ""),
+    // The userinfo ends where masking says it does, so that what is parsed is what is hidden.
+    let (userinfo, after) = match redact::userinfo_end(before_query) {
+        Some(i) => (Some(&before_query[..i]), &before_query[i + 1..]),
+        None => (None, before_query),
     };
-    let (userinfo, hostlist) = match authority.rfind('@') {
-        Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
-        None => (None, authority),
+    let (hostlist, path) = match after.find('/') {
+        Some(i) => (&after[..i], &after[i + 1..]),
+        None => (after, ""),
     };
     let decode = redact::percent_decode;
     let mut f = Fields::new(kind);
@@ -500,6 +501,15 @@ mod tests {
             d.shown,
             "postgresql://app:***@db.internal:6543/orders?sslmode=verify-full&application_name=x"
         );
+    }
+
+    #[test]
+    fn a_password_with_an_unencoded_slash() {
+        let d = parse("postgres://app:pa/ss@db/app").unwrap();
+        assert_eq!(d.password.as_deref(), Some("pa/ss"));
+        assert_eq!(d.targets, vec![tcp("db", 5432)]);
+        assert_eq!(d.dbname.as_deref(), Some("app"));
+        assert_eq!(d.shown, "postgres://app:***@db/app");
     }
 
     #[test]

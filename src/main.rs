@@ -69,7 +69,7 @@ fn install(dir: &std::path::Path) -> ExitCode {
             eprintln!(
                 "error: cannot install into {}: {}",
                 dir.display(),
-                host::tcp::describe(&e)
+                host::io_reason(&e)
             );
             ExitCode::FAILURE
         }

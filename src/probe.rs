@@ -90,7 +90,7 @@ pub fn load(path: &Path) -> Result<Script, Verdict> {
             };
             fault(format!(
                 "{name}: cannot read the script: {}{hint}",
-                crate::host::tcp::describe(&e)
+                crate::host::io_reason(&e)
             ))
         })?;
         Box::new(file)

@@ -304,7 +304,7 @@ fn io_reason(e: &std::io::Error) -> String {
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<ureq::Error>()) {
         return inner.to_string();
     }
-    super::tcp::describe(e)
+    super::io_reason(e)
 }
 
 /// `json(resp)` / `resp.json()` → the body parsed as JSON; `json(text)` parses a string.

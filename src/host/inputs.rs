@@ -79,11 +79,11 @@ fn read_file(host: &Host, ctx: &NativeCallContext, path: &str) -> RhaiResult<Str
         return Err(HostError::Fault("path is empty".into()).into_fault("read_file", ctx));
     }
     host.call(ctx, "read_file", format!("read_file({path})"), None, |_| {
-        let file = std::fs::File::open(path).map_err(|e| HostError::Transport(describe(&e)))?;
+        let file = std::fs::File::open(path).map_err(|e| HostError::Transport(super::io_reason(&e)))?;
         let mut bytes = Vec::new();
         file.take(READ_FILE_MAX + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| HostError::Transport(describe(&e)))?;
+            .map_err(|e| HostError::Transport(super::io_reason(&e)))?;
         if bytes.len() as u64 > READ_FILE_MAX {
             return Err(HostError::Fault(format!(
                 "{path} is larger than {} KiB; read_file is for small values such as a DSN or a token",
@@ -102,11 +102,6 @@ fn read_file(host: &Host, ctx: &NativeCallContext, path: &str) -> RhaiResult<Str
         let size = text.len();
         Ok((text, Outcome::Pass(format!("{size} bytes"))))
     })
-}
-
-/// `No such file or directory (os error 2)` → `no such file or directory`.
-fn describe(e: &std::io::Error) -> String {
-    super::tcp::describe(e)
 }
 
 pub fn register(engine: &mut Engine, host: &Rc<Host>) {

@@ -194,6 +194,24 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>) {
     checks::register(engine, host);
 }
 
+/// A short reason for a failed I/O operation (connect, read, open): `connection refused`, not
+/// `Connection refused (os error 111)`.
+pub fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => "connection refused".into(),
+        ConnectionReset => "connection reset".into(),
+        TimedOut => "timed out".into(),
+        _ => {
+            let text = e.to_string();
+            match text.find(" (os error") {
+                Some(i) => text[..i].to_lowercase(),
+                None => text,
+            }
+        }
+    }
+}
+
 pub fn pos(ctx: &NativeCallContext) -> Pos {
     ctx.call_position().into()
 }

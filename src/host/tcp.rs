@@ -69,7 +69,7 @@ fn tcp_open(
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                     last = format!("timed out after {}", crate::deadline::human(budget));
                 }
-                Err(e) => last = describe(&e),
+                Err(e) => last = super::io_reason(&e),
             }
         }
         Ok((false, Outcome::Fail(last)))
@@ -95,23 +95,6 @@ pub fn resolve(host: &str, port: u16, budget: Duration) -> Result<Vec<SocketAddr
             "resolving {host} timed out after {}",
             crate::deadline::human(budget)
         )),
-    }
-}
-
-/// A short reason for a failed connect: `refused`, not `Connection refused (os error 111)`.
-pub fn describe(e: &std::io::Error) -> String {
-    use std::io::ErrorKind::*;
-    match e.kind() {
-        ConnectionRefused => "connection refused".into(),
-        ConnectionReset => "connection reset".into(),
-        TimedOut => "timed out".into(),
-        _ => {
-            let text = e.to_string();
-            match text.find(" (os error") {
-                Some(i) => text[..i].to_lowercase(),
-                None => text,
-            }
-        }
     }
 }
 

@@ -115,10 +115,10 @@ fn describe(e: &mysql::Error, dsn: &Dsn, budget: Duration) -> String {
                 }
                 ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset => format!(
                     "the server closed the connection ({}); is this a {} server?",
-                    super::super::tcp::describe(io),
+                    super::super::io_reason(io),
                     dsn.kind.name()
                 ),
-                _ => super::super::tcp::describe(io),
+                _ => super::super::io_reason(io),
             }
         }
         mysql::Error::DriverError(DriverError::ConnectTimeout | DriverError::Timeout) => {

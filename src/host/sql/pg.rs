@@ -163,7 +163,7 @@ fn describe(e: &tokio_postgres::Error, dsn: &Dsn) -> String {
             if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
                 return super::tls_reason(tls, dsn);
             }
-            return super::super::tcp::describe(io);
+            return super::super::io_reason(io);
         }
         if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
             return super::tls_reason(tls, dsn);

@@ -72,7 +72,7 @@ fn roots(ca_file: Option<&str>) -> Result<RootCertStore, String> {
             let bytes = std::fs::read(path).map_err(|e| {
                 format!(
                     "cannot read the CA file {path}: {}",
-                    super::super::tcp::describe(&e)
+                    super::super::io_reason(&e)
                 )
             })?;
             for cert in CertificateDer::pem_slice_iter(&bytes) {

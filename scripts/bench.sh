@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# What one probe costs, against what people run today, on this machine, in one interleaved session:
+#   scripts/bench.sh           -> docs/benchmarks.md (200 runs per command; a few minutes)
+#   scripts/bench.sh --quick   -> target/benchmarks-quick.md (5 runs; what CI runs so this cannot rot)
+# Installs what it needs from Debian when missing (hyperfine, valgrind, nginx, curl, netcat, time,
+# the PostgreSQL and MariaDB clients, python3-requests), builds the static binary if needed, and
+# starts its own peers on loopback: nginx answering /health on 127.0.0.1:80 and [::1]:80 (the
+# Python script's URL is http://localhost/health, and it runs unchanged), a private PostgreSQL with
+# scram-sha-256 passwords and TLS (as Debian configures one), and a password account on the local
+# MariaDB. Everything it starts is stopped on exit. Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+[ "${1:-}" = --quick ] && quick=1
+if ((quick)); then runs=5 warmup=1 out=target/benchmarks-quick.md; else runs=200 warmup=10 out=docs/benchmarks.md; fi
+log() { echo "bench: $*" >&2; }
+
+# --- tools ----------------------------------------------------------------------------------------
+declare -A pkg=([hyperfine]=hyperfine [valgrind]=valgrind [nginx]=nginx [curl]=curl [nc]=netcat-openbsd
+                [mysqladmin]=mariadb-client [psql]=postgresql-client [openssl]=openssl)
+need=()
+for cmd in "${!pkg[@]}"; do command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("${pkg[$cmd]}"); done
+[ -x /usr/bin/time ] || need+=(time)
+python=$(command -v python3)
+if ! "$python" -c 'import requests' 2>/dev/null; then python=/usr/bin/python3; need+=(python3-requests); fi
+if ((${#need[@]})); then
+  log "installing ${need[*]}"
+  # Debian starts services from their packages; keep nginx from taking port 80 with its default site.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+fi
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+
+scripts/test-services.sh
+bin=target/x86_64-unknown-linux-musl/release/rhai-probe
+[ -x "$bin" ] || scripts/build-static.sh
+bin=$(realpath "$bin")
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+
+work=$(mktemp -d /tmp/rhai-probe-bench.XXXXXX)
+chmod 755 "$work"
+cleanup() {
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null
+  [ -d "$work/pg" ] && as_postgres "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1
+  rm -rf "$work"
+}
+trap cleanup EXIT
+as_postgres() { if [ "$(id -u)" = 0 ]; then setpriv --reuid=postgres --regid=postgres --init-groups "$@"; else "$@"; fi; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# --- peers ----------------------------------------------------------------------------------------
+if curl -s -o /dev/null --max-time 1 http://127.0.0.1:80/ 2>/dev/null; then
+  log "port 80 on 127.0.0.1 is taken; the Python script's URL needs it"; exit 1
+fi
+cat > "$work/nginx.conf" <<EOF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+events { worker_connections 64; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:80;
+    listen [::1]:80;
+    location = /health { default_type text/plain; return 200 "ok\n"; }
+  }
+}
+EOF
+"$nginx" -c "$work/nginx.conf" -p "$work" -e "$work/nginx.err"
+for _ in $(seq 50); do curl -sf -o /dev/null http://localhost/health && break; sleep 0.1; done
+curl -sf -o /dev/null http://localhost/health || { log "nginx did not answer"; exit 1; }
+
+pg_port=$(free_port) pg_password=bench-pg-pw
+printf '%s' "$pg_password" > "$work/pgpw"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout "$work/server.key" \
+  -out "$work/server.pem" >/dev/null 2>&1
+[ "$(id -u)" = 0 ] && chown postgres "$work" "$work/pgpw" "$work/server.key" "$work/server.pem"
+chmod 600 "$work/server.key"
+as_postgres "$pgbin/initdb" -D "$work/pg" -U bench --pwfile="$work/pgpw" -A scram-sha-256 -E UTF8 \
+  --locale=C --no-sync >/dev/null
+as_postgres "$pgbin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start -o "-c port=$pg_port \
+  -c listen_addresses=127.0.0.1 -c unix_socket_directories=$work -c fsync=off -c ssl=on \
+  -c ssl_cert_file=$work/server.pem -c ssl_key_file=$work/server.key" >/dev/null
+pg_dsn="postgres://bench:$pg_password@127.0.0.1:$pg_port/postgres"
+
+my_password=bench-my-pw
+mariadb -uroot -e "CREATE USER IF NOT EXISTS 'rhai_probe_bench'@'%' IDENTIFIED BY '$my_password';
+  ALTER USER 'rhai_probe_bench'@'%' IDENTIFIED BY '$my_password'; GRANT USAGE ON *.* TO 'rhai_probe_bench'@'%'"
+my_dsn="mysql://rhai_probe_bench:$my_password@127.0.0.1:3306/"
+
+# --- probes ---------------------------------------------------------------------------------------
+echo 'true' > "$work/true.rhai"
+echo 'load_avg() / cpu_count() * 100.0 < 90.0 && http_get("http://localhost/health").status == 200' \
+  > "$work/article.rhai"
+echo 'tcp_open("127.0.0.1", 80)' > "$work/tcp.rhai"
+echo "sql_ping(\"$pg_dsn\")" > "$work/pg.rhai"
+echo "sql_ping(\"$my_dsn\")" > "$work/mysql.rhai"
+# 200 lines, 20 named checks, each with its host calls and a little logic.
+{
+  echo "// 200 lines, 20 checks"
+  for i in $(seq 1 20); do
+    case $((i % 4)) in
+      0) call='http_get("http://localhost/health").status' want='== 200' ;;
+      1) call='tcp_open("127.0.0.1", 80)' want='== true' ;;
+      2) call='load_avg(5)' want='< 1000.0' ;;
+      3) call='cpu_count()' want='>= 1' ;;
+    esac
+    echo "// check $i"
+    echo "let limit_$i = var_or(\"limit_$i\", $i * 10);"
+    echo "let seen_$i = [];"
+    echo "for n in 0..$i { seen_$i.push(n * 2); }"
+    echo "let total_$i = 0;"
+    echo "for v in seen_$i { total_$i += v; }"
+    echo "let v_$i = $call;"
+    echo "debug(\`check $i: \${v_$i}\`);"
+    echo "check(\"c$i\", v_$i $want && total_$i <= limit_$i * $i);"
+  done
+  for i in $(seq 1 19); do echo "// padding $i"; done
+} > "$work/big.rhai"
+[ "$(wc -l < "$work/big.rhai")" -eq 200 ] || { log "big.rhai is not 200 lines"; exit 1; }
+sed "s|'/proc/1/fd/1'|'$work/python-probe.log'|" scripts/bench/liveness_probe.py > "$work/liveness_probe.py"
+for s in true article tcp pg mysql big; do
+  "$bin" run --timeout 5s "$work/$s.rhai" >/dev/null || [ "$s" = article ] || { log "$s.rhai fails"; "$bin" run "$work/$s.rhai"; exit 1; }
+done
+
+# --- callgrind ------------------------------------------------------------------------------------
+instructions() {
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" run --timeout 10s "$work/$1.rhai" 2>&1 \
+    | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+}
+cg_true=$(instructions true) cg_article=$(instructions article) cg_big=$(instructions big)
+cg_pg=$(instructions pg) cg_mysql=$(instructions mysql)
+
+# --- spec for the runner ----------------------------------------------------------------------------
+export work bin python pgbin pg_port pg_dsn my_dsn my_password runs warmup quick
+export cg_true cg_article cg_big cg_pg cg_mysql
+"$python" - > "$work/spec.json" <<'PY'
+import json, os, platform, shutil, subprocess, sys
+e = os.environ
+which = lambda name: shutil.which(name) or sys.exit(f"bench: {name} not found")
+w, b = e["work"], e["bin"]
+def ver(cmd):
+    try:
+        out = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10)
+        return (out.stdout + out.stderr).strip().splitlines()[0]
+    except Exception as ex:
+        return f"unknown ({ex})"
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+ours = lambda script: {"key": "ours", "label": f"rhai-probe run {script}.rhai", "argv": [b, "run", "--timeout", "5s", f"{w}/{script}.rhai"]}
+pg_isready = f"{e['pgbin']}/pg_isready"
+rows = [
+    {"id": "true", "name": "`true` script", "commands": [ours("true"),
+        {"key": "true", "label": "/bin/true", "argv": ["/bin/true"]}]},
+    {"id": "article", "name": "the article's check", "commands": [
+        dict(ours("article"), ok_codes=[0, 1]),
+        {"key": "python", "label": "python3 liveness_probe.py", "argv": [e["python"], f"{w}/liveness_probe.py"], "ok_codes": [0, 1]},
+        {"key": "curl", "label": "curl -sf http://localhost/health", "argv": [which("curl"), "-sf", "http://localhost/health"]}]},
+    {"id": "tcp", "name": "TCP port open", "commands": [ours("tcp"),
+        {"key": "nc", "label": "nc -z 127.0.0.1 80", "argv": [which("nc"), "-z", "127.0.0.1", "80"]}]},
+    {"id": "pg", "name": "PostgreSQL, password (scram) + TLS", "commands": [ours("pg"),
+        {"key": "pg_isready", "label": f"pg_isready -h 127.0.0.1 -p {e['pg_port']}", "argv": [pg_isready, "-h", "127.0.0.1", "-p", e["pg_port"]]},
+        {"key": "psql", "label": "psql URL -c 'select 1'", "argv": [which("psql"), e["pg_dsn"], "-qAt", "-c", "select 1"]}]},
+    {"id": "mysql", "name": "MariaDB, password", "commands": [ours("mysql"),
+        {"key": "mysqladmin", "label": "mysqladmin -h 127.0.0.1 -u … -p… ping", "argv": [which("mysqladmin"), "--protocol=tcp", "-h", "127.0.0.1", "-u", "rhai_probe_bench", f"-p{e['my_password']}", "ping"]}]},
+    {"id": "big", "name": "200 lines, 20 checks", "commands": [ours("big"),
+        dict(ours("article"), key="article", ok_codes=[0, 1])]},
+]
+targets = [
+    {"name": "article check: wall vs curl", "expr": "m['article']['ours']['wall'] / m['article']['curl']['wall']", "limit": 0.25, "limit_text": "0.25×", "fmt": "{:.2f}×"},
+    {"name": "article check: the Python script's CPU over ours", "expr": "m['article']['python']['cpu'] / m['article']['ours']['cpu']", "limit": 80, "at_least": True, "limit_text": "80×", "fmt": "{:.0f}×"},
+    {"name": "article check: peak RSS", "expr": "m['article']['ours']['rss']", "limit": 4.0, "limit_text": "4 MiB", "fmt": "{:.1f} MiB"},
+    {"name": "article check: instructions", "expr": "cg['article check']", "limit": 600_000, "limit_text": "0.6 M", "fmt": "{:,}"},
+    {"name": "`true` script: wall vs /bin/true", "expr": "m['true']['ours']['wall'] / m['true']['true']['wall']", "limit": 1.25, "limit_text": "1.25×", "fmt": "{:.2f}×"},
+    {"name": "`true` script: instructions", "expr": "cg['`true` script']", "limit": 500_000, "limit_text": "0.5 M", "fmt": "{:,}"},
+    {"name": "sql_ping PostgreSQL: wall vs pg_isready", "expr": "m['pg']['ours']['wall'] / m['pg']['pg_isready']['wall']", "limit": 0.5, "limit_text": "0.5×", "fmt": "{:.2f}×"},
+    {"name": "sql_ping MariaDB: wall vs mysqladmin ping", "expr": "m['mysql']['ours']['wall'] / m['mysql']['mysqladmin']['wall']", "limit": 1.0, "limit_text": "1.0×", "fmt": "{:.2f}×"},
+    {"name": "static binary", "expr": "size", "limit": 6_000_000, "limit_text": "6 MB", "fmt": "{:,} bytes"},
+]
+spec = {
+    "runs": int(e["runs"]), "warmup": int(e["warmup"]),
+    "intro": ("Written by `scripts/bench.sh`" + (" --quick (few runs: not for conclusions)" if e["quick"] == "1" else "")
+              + ". The peers are local: nginx answering `/health` on loopback, a private PostgreSQL "
+              "with scram-sha-256 passwords and TLS on (as Debian configures one), the local MariaDB "
+              "with a password account. The Python script is the article's, unchanged but for its log "
+              "file; it runs with `requests` and logs to a file. rhai-probe is the static release binary."),
+    "versions": {
+        "CPU": f"{cpu}, {os.cpu_count()} CPUs", "kernel": platform.release(),
+        "rhai-probe": ver(f"{b} --version"), "python": ver(f"{e['python']} --version") + ", requests " + ver(f"{e['python']} -c 'import requests; print(requests.__version__)'"),
+        "curl": ver("curl --version"), "nginx": ver("nginx -v 2>&1 || /usr/sbin/nginx -v"),
+        "pg_isready": ver(f"{pg_isready} --version"), "psql": ver("psql --version"),
+        "mysqladmin": ver("mysqladmin --version"), "valgrind": ver("valgrind --version"),
+    },
+    "rows": rows,
+    "callgrind": {"`true` script": int(e["cg_true"]), "article check": int(e["cg_article"]),
+                  "200 lines, 20 checks": int(e["cg_big"]), "sql_ping PostgreSQL (scram, TLS)": int(e["cg_pg"]),
+                  "sql_ping MariaDB": int(e["cg_mysql"])},
+    "binary_size": os.path.getsize(b),
+    "targets": targets,
+    "notes": open("scripts/bench/notes.md").read() if os.path.exists("scripts/bench/notes.md") else "",
+}
+print(json.dumps(spec, indent=1))
+PY
+"$python" scripts/bench/run.py "$work/spec.json" "$out" >/dev/null
+
+# A cross-check with hyperfine, which runs each command's runs in a block rather than interleaved.
+hyperfine -N --warmup 3 --runs $((runs > 50 ? 50 : runs)) --export-markdown "$work/hyperfine.md" \
+  -n "rhai-probe run article.rhai" "$bin run $work/article.rhai" \
+  -n "curl -sf http://localhost/health" "curl -sf http://localhost/health" >/dev/null 2>&1
+{
+  echo "## Cross-check with hyperfine"
+  echo
+  echo "hyperfine runs one command's runs, then the next's (means, not medians):"
+  echo
+  cat "$work/hyperfine.md"
+} >> "$out"
+log "wrote $out"
+cat "$out"

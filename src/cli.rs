@@ -46,11 +46,30 @@ pub enum Command {
     /// Prints every problem as path:line:col with the source line; exits 0 when every script
     /// compiles, 3 otherwise.
     Check(CheckArgs),
+    /// List every function a probe script can call, with its signatures and what it does.
+    ///
+    /// From the same table the engine's error hints use, so it cannot drift from the code.
+    Functions(FunctionsArgs),
     /// Copy this binary into DIR as DIR/rhai-probe (mode 0755), for an init container that fills
     /// an emptyDir: the app's image needs no rebuild and no shell.
     ///
     /// Exits 0 when copied, 1 when it could not be (the reason on stderr).
     Install(InstallArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FunctionsArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Text,
+    Json,
+    /// The table at the top of docs/functions.md.
+    Markdown,
 }
 
 #[derive(Args, Debug)]

@@ -45,6 +45,10 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Check(args) => check(args),
         Command::Install(args) => return install(&args.dir),
+        Command::Functions(args) => {
+            print!("{}", host::reference(args.format));
+            return ExitCode::SUCCESS;
+        }
     }
     .into()
 }

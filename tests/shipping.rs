@@ -165,3 +165,51 @@ fn install_copies_a_working_binary() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("cannot install into /nonexistent/dir: no such file or directory"));
 }
+
+#[test]
+fn functions_lists_every_host_function_in_three_formats() {
+    let text = Command::new(BIN).arg("functions").output().unwrap();
+    assert_eq!(text.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    let json = Command::new(BIN)
+        .args(["functions", "--format", "json"])
+        .output()
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "load_avg",
+        "cpu_count",
+        "http_get",
+        "json",
+        "tcp_open",
+        "sql_ping",
+        "sql_scalar",
+        "env",
+        "read_file",
+        "check",
+        "var_or",
+        "sleep",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+        assert!(
+            text.contains(&format!("\n{name}(")) || text.starts_with(&format!("{name}(")),
+            "{name}: {text}"
+        );
+    }
+    let markdown = Command::new(BIN)
+        .args(["functions", "--format", "markdown"])
+        .output()
+        .unwrap();
+    let markdown = String::from_utf8_lossy(&markdown.stdout);
+    assert!(
+        markdown.starts_with("| function | signatures | what it does |"),
+        "{markdown}"
+    );
+    assert_eq!(markdown.lines().count(), names.len() + 2);
+}

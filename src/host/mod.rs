@@ -185,6 +185,57 @@ pub const FUNCTIONS: &[FnDoc] = &[
     checks::DOC_SLEEP,
 ];
 
+/// The function reference as `rhai-probe functions` prints it.
+pub fn reference(format: crate::cli::ListFormat) -> String {
+    use crate::cli::ListFormat;
+    let mut out = String::new();
+    match format {
+        ListFormat::Text => {
+            for doc in FUNCTIONS {
+                for signature in doc.signatures {
+                    out.push_str(signature);
+                    out.push('\n');
+                }
+                out.push_str("    ");
+                out.push_str(doc.summary);
+                out.push_str("\n\n");
+            }
+            out.push_str("Details and examples: docs/functions.md\n");
+        }
+        ListFormat::Json => {
+            let list: Vec<serde_json::Value> = FUNCTIONS
+                .iter()
+                .map(|doc| {
+                    serde_json::json!({
+                        "name": doc.name,
+                        "signatures": doc.signatures,
+                        "summary": doc.summary,
+                    })
+                })
+                .collect();
+            out = serde_json::to_string_pretty(&list).unwrap_or_default();
+            out.push('\n');
+        }
+        ListFormat::Markdown => {
+            out.push_str("| function | signatures | what it does |\n|---|---|---|\n");
+            for doc in FUNCTIONS {
+                let signatures: Vec<String> = doc
+                    .signatures
+                    .iter()
+                    .map(|s| format!("`{}`", s.replace('|', "\\|")))
+                    .collect();
+                out.push_str(&format!(
+                    "| [{name}](#{name}) | {} | {} |\n",
+                    signatures.join("<br>"),
+                    doc.summary.replace('|', "\\|"),
+                    name = doc.name,
+                ));
+            }
+        }
+    }
+    out
+}
+
 pub fn register(engine: &mut Engine, host: &Rc<Host>) {
     system::register(engine, host);
     http::register(engine, host);
@@ -219,6 +270,17 @@ pub fn pos(ctx: &NativeCallContext) -> Pos {
 #[cfg(test)]
 mod tests {
     use super::FUNCTIONS;
+
+    #[test]
+    fn the_table_in_the_reference_is_what_functions_prints() {
+        let reference = include_str!("../../docs/functions.md");
+        let table = super::reference(crate::cli::ListFormat::Markdown);
+        assert!(
+            reference.contains(&format!("-->\n{table}<!-- end of generated table -->")),
+            "docs/functions.md's table differs; paste the output of \
+             `rhai-probe functions --format markdown`:\n{table}"
+        );
+    }
 
     #[test]
     fn every_function_is_in_the_reference() {

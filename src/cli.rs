@@ -41,6 +41,11 @@ pub enum Command {
     /// Run a probe script and exit with its verdict (one line on stdout, logs on stderr).
     #[command(after_help = EXIT_HELP)]
     Run(RunArgs),
+    /// Run a probe for real and print a report for a person: every call in order with its
+    /// arguments and result, the named checks, the value, the verdict, the time against the
+    /// deadline. The same options and exit code as `run`.
+    #[command(after_help = EXIT_HELP)]
+    Explain(RunArgs),
     /// Compile scripts without running them (for CI, before a ConfigMap rolls out).
     ///
     /// Prints every problem as path:line:col with the source line; exits 0 when every script

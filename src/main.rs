@@ -42,7 +42,8 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(args, false),
+        Command::Explain(args) => run(args, true),
         Command::Check(args) => check(args),
         Command::Install(args) => return install(&args.dir),
         Command::Functions(args) => {
@@ -83,12 +84,14 @@ fn install(dir: &std::path::Path) -> ExitCode {
 /// After the deadline, how long the watchdog waits for the run to stop by itself.
 const WATCHDOG_GRACE: Duration = Duration::from_millis(100);
 
-fn run(args: RunArgs) -> Exit {
+/// `run`, or with `explain` the same run reported for a person.
+fn run(args: RunArgs, explain: bool) -> Exit {
     let deadline = Deadline::start(args.timeout.0);
     logging::init(args.quiet, args.verbose, args.log_file.as_deref());
     let trace = Trace::default();
     let reporter = Reporter {
         format: args.format,
+        explain,
         source: probe::display_name(&args.script),
         deadline_ms: deadline.limit().as_secs_f64() * 1e3,
     };

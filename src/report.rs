@@ -28,6 +28,8 @@ static EMITTED: AtomicBool = AtomicBool::new(false);
 #[derive(Clone)]
 pub struct Reporter {
     pub format: Format,
+    /// `explain`: the whole run for a person instead of the one line.
+    pub explain: bool,
     pub source: String,
     pub deadline_ms: f64,
 }
@@ -46,9 +48,17 @@ impl Reporter {
             let rendered = d.render(&self.source, text, color);
             let _ = std::io::stderr().write_all(redact::scrub(&rendered).as_bytes());
         }
-        let out = match self.format {
-            Format::Text => line,
-            Format::Json => self.json(verdict, trace).to_string(),
+        let out = match (self.format, self.explain) {
+            (Format::Text, false) => line,
+            (Format::Text, true) => {
+                redact::scrub(&self.explain(verdict, trace, &line, stdout_color()))
+                    .trim_end()
+                    .to_string()
+            }
+            (Format::Json, false) => self.json(verdict, trace).to_string(),
+            (Format::Json, true) => {
+                serde_json::to_string_pretty(&self.json(verdict, trace)).unwrap_or_default()
+            }
         };
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{out}");
@@ -114,6 +124,130 @@ impl Reporter {
             "error": error,
         })
     }
+}
+
+impl Reporter {
+    /// The `explain` report: calls, checks, value, verdict and time, aligned for reading.
+    fn explain(&self, verdict: &Verdict, trace: &Trace, line: &str, color: bool) -> String {
+        use std::fmt::Write as _;
+        let paint = |code: &str, text: &str| {
+            if color {
+                format!("\x1b[{code}m{text}\x1b[0m")
+            } else {
+                text.to_string()
+            }
+        };
+        let (green, red, yellow, bold, dim) = ("32", "31", "33", "1", "2");
+        let t = trace.lock();
+        let at = |pos: crate::trace::Pos| {
+            if pos.is_known() {
+                format!("{}:{}:{}", self.source, pos.line, pos.col)
+            } else {
+                String::new()
+            }
+        };
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} {} (deadline {})",
+            paint(bold, "explain"),
+            self.source,
+            human(std::time::Duration::from_secs_f64(self.deadline_ms / 1e3))
+        );
+        let _ = writeln!(out, "\n{}", paint(bold, "calls"));
+        if t.calls.is_empty() {
+            let _ = writeln!(out, "  (none)");
+        }
+        let rows: Vec<(&str, String, &str)> = t
+            .calls
+            .iter()
+            .map(|c| match &c.outcome {
+                Outcome::Pending => ("…", "in flight".to_string(), yellow),
+                Outcome::Pass(r) => ("✓", r.clone(), green),
+                Outcome::Fail(r) => ("✗", r.clone(), red),
+                Outcome::Error(e) => ("✗", e.clone(), red),
+            })
+            .collect();
+        let width = t
+            .calls
+            .iter()
+            .map(|c| c.what.chars().count())
+            .max()
+            .unwrap_or(0)
+            .min(60);
+        let result_width = rows
+            .iter()
+            .map(|r| r.1.chars().count())
+            .max()
+            .unwrap_or(0)
+            .min(40);
+        for (i, (c, (mark, result, code))) in t.calls.iter().zip(&rows).enumerate() {
+            let padded = format!("{result:<result_width$}");
+            let _ = writeln!(
+                out,
+                "  {:>2} {} {:<width$}  {}  {:>8}  {}",
+                i + 1,
+                paint(code, mark),
+                c.what,
+                paint(code, &padded),
+                paint(dim, &human(c.elapsed)),
+                paint(dim, &at(c.pos)),
+            );
+        }
+        if !t.checks.is_empty() {
+            let _ = writeln!(out, "\n{}", paint(bold, "checks"));
+            let width = t
+                .checks
+                .iter()
+                .map(|c| c.name.chars().count())
+                .max()
+                .unwrap_or(0);
+            for c in &t.checks {
+                let (mark, code) = if c.passed {
+                    ("✓", green)
+                } else {
+                    ("✗", red)
+                };
+                let mut row = format!("  {} {:<width$}  ", paint(code, mark), c.name);
+                if !c.passed {
+                    row.push_str(&paint(code, &t.explain(c)));
+                    row.push_str("  ");
+                }
+                row.push_str(&paint(dim, &at(c.pos)));
+                let _ = writeln!(out, "{row}");
+            }
+        }
+        let code = match verdict.exit {
+            crate::exit_code::Exit::Healthy => green,
+            crate::exit_code::Exit::Unhealthy => red,
+            _ => yellow,
+        };
+        let _ = writeln!(out);
+        if let Some(value) = &verdict.value {
+            let _ = writeln!(out, "{}    {value}", paint(bold, "value"));
+        }
+        let _ = writeln!(
+            out,
+            "{}  {} (exit {})",
+            paint(bold, "verdict"),
+            paint(code, line),
+            verdict.exit.code()
+        );
+        let used = verdict.elapsed.as_secs_f64() * 1e3;
+        let _ = writeln!(
+            out,
+            "{}     {} of {} ({:.0}%)",
+            paint(bold, "time"),
+            human(verdict.elapsed),
+            human(std::time::Duration::from_secs_f64(self.deadline_ms / 1e3)),
+            used / self.deadline_ms.max(f64::MIN_POSITIVE) * 100.0
+        );
+        out
+    }
+}
+
+fn stdout_color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 /// Colour on stderr only for a terminal, and never with `NO_COLOR` set.

@@ -194,6 +194,12 @@ impl Probe {
         Self::script_bytes("probe.rhai", text.as_bytes())
     }
 
+    /// Use another subcommand than `run` (`explain`), with the same script and options.
+    pub fn command_name(mut self, name: &str) -> Self {
+        self.args[0] = name.into();
+        self
+    }
+
     pub fn script_bytes(name: &str, bytes: &[u8]) -> Self {
         Probe {
             args: vec!["run".into()],

@@ -46,6 +46,12 @@ pub enum Command {
     /// deadline. The same options and exit code as `run`.
     #[command(after_help = EXIT_HELP)]
     Explain(RunArgs),
+    /// Run a script against the cases of a .cases.toml file, with every function that reads the
+    /// world stubbed: no network, no clock. Prints a line per case and `N passed, M failed`.
+    ///
+    /// Exits 0 when every case gets the verdict it expects, 1 when one does not, 3 when the
+    /// script or the cases file cannot be read. The format is in docs/testing.md.
+    Test(TestArgs),
     /// Compile scripts without running them (for CI, before a ConfigMap rolls out).
     ///
     /// Prints every problem as path:line:col with the source line; exits 0 when every script
@@ -60,6 +66,24 @@ pub enum Command {
     ///
     /// Exits 0 when copied, 1 when it could not be (the reason on stderr).
     Install(InstallArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// The probe script.
+    #[arg(value_name = "SCRIPT")]
+    pub script: PathBuf,
+
+    /// The cases; default: the script's path with .cases.toml for .rhai (liveness.cases.toml).
+    #[arg(long, value_name = "FILE")]
+    pub cases: Option<PathBuf>,
+
+    /// Each case's deadline (the stubs answer at once; a `hangs` stub waits for it).
+    #[arg(long, default_value = "800ms", value_name = "DURATION")]
+    pub timeout: Timeout,
+
+    #[command(flatten)]
+    pub vars: VarArgs,
 }
 
 #[derive(Args, Debug)]

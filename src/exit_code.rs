@@ -70,6 +70,13 @@ impl Exit {
         }
     }
 
+    /// The outcome a `test` case names (`usage` is not a probe's outcome).
+    pub fn from_key(key: &str) -> Option<Exit> {
+        Exit::ALL
+            .into_iter()
+            .find(|e| *e != Exit::Usage && e.key() == key)
+    }
+
     pub const fn meaning(self) -> &'static str {
         match self {
             Exit::Healthy => "healthy: the script returned true",

@@ -14,6 +14,7 @@ mod logging;
 mod probe;
 mod redact;
 mod report;
+mod testing;
 mod trace;
 
 use std::{process::ExitCode, time::Duration};
@@ -21,7 +22,7 @@ use std::{process::ExitCode, time::Duration};
 use clap::Parser;
 
 use crate::{
-    cli::{CheckArgs, Cli, Command, RunArgs, VarArgs, VarValue},
+    cli::{CheckArgs, Cli, Command, RunArgs, TestArgs, VarArgs, VarValue},
     deadline::Deadline,
     exit_code::Exit,
     report::Reporter,
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args, false),
         Command::Explain(args) => run(args, true),
         Command::Check(args) => check(args),
+        Command::Test(args) => test(args),
         Command::Install(args) => return install(&args.dir),
         Command::Functions(args) => {
             print!("{}", host::reference(args.format));
@@ -108,7 +110,7 @@ fn run(args: RunArgs, explain: bool) -> Exit {
     trace.set_phase(engine::STOPPED_RUNNING);
     let vars = vars(&args.vars);
     probe::warn_unused_vars(&script, &vars);
-    let verdict = probe::run(&script, vars, deadline, &trace);
+    let verdict = probe::run(&script, vars, deadline, &trace, None);
     if !reporter.emit(&verdict, &trace, Some(&script.text)) {
         // The watchdog is reporting the deadline and will exit with it.
         std::thread::sleep(Duration::from_secs(1));
@@ -143,6 +145,58 @@ fn spawn_watchdog(deadline: Deadline, reporter: Reporter, trace: Trace) {
                 std::process::exit(Exit::Deadline.code().into());
             }
         });
+}
+
+/// `test`: the script once per case, against the case's stubs.
+fn test(args: TestArgs) -> Exit {
+    logging::init(true, 0, None);
+    let script = match probe::load(&args.script) {
+        Ok(script) => script,
+        Err(verdict) => {
+            println!("{}", report::verdict_line(&verdict));
+            return verdict.exit;
+        }
+    };
+    let path = args
+        .cases
+        .clone()
+        .unwrap_or_else(|| testing::default_cases_path(&args.script));
+    let cases = match testing::load_cases(&path) {
+        Ok(cases) => cases,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::ScriptFault;
+        }
+    };
+    let cli_vars = vars(&args.vars);
+    let (mut passed, mut failed) = (0, 0);
+    for case in cases {
+        let mut vars = cli_vars.clone();
+        vars.extend(testing::case_vars(&case));
+        let stubs = testing::Stubs::new(case);
+        let trace = Trace::default();
+        let deadline = Deadline::start(args.timeout.0);
+        let verdict = probe::run(&script, vars, deadline, &trace, Some(stubs.clone()));
+        let missing = stubs.missing.borrow().clone();
+        let result = testing::judge_case(
+            stubs.case(),
+            &report::verdict_line(&verdict),
+            verdict.exit,
+            missing,
+        );
+        println!("{}", result.line);
+        if result.passed {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        Exit::Healthy
+    } else {
+        Exit::Unhealthy
+    }
 }
 
 fn check(args: CheckArgs) -> Exit {

@@ -1,7 +1,7 @@
 //! One probe run: read the script, compile it once, evaluate it, and turn the result (or the
 //! error) into a [`Verdict`] with the reason a person needs.
 
-use std::{io::Read, path::Path, time::Duration};
+use std::{io::Read, path::Path, rc::Rc, time::Duration};
 
 use rhai::{Dynamic, Engine, EvalAltResult, Scope, AST};
 
@@ -174,8 +174,18 @@ pub fn warn_unused_vars(script: &Script, vars: &rhai::Map) {
 }
 
 /// Compile and evaluate `script` under `deadline`, recording calls in `trace`.
-pub fn run(script: &Script, vars: rhai::Map, deadline: Deadline, trace: &Trace) -> Verdict {
-    let host = Host::new(deadline, trace.clone(), script.name.clone(), vars);
+/// Run a script; with `stubs` (`rhai-probe test`), against a case's stubs instead of the world.
+pub fn run(
+    script: &Script,
+    vars: rhai::Map,
+    deadline: Deadline,
+    trace: &Trace,
+    stubs: Option<Rc<crate::testing::Stubs>>,
+) -> Verdict {
+    let mut host = Host::new(deadline, trace.clone(), script.name.clone(), vars);
+    if let Some(host) = Rc::get_mut(&mut host) {
+        host.stubs = stubs;
+    }
     let engine = engine::build(&host);
     let mut scope = scope_of(&host.vars);
     let mut verdict = match compile(&engine, &scope, script) {

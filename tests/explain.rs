@@ -133,5 +133,8 @@ fn colour_on_a_terminal_unless_no_color() {
     let coloured = tty(false);
     assert!(coloured.contains("\u{1b}[32m✓\u{1b}[0m"), "{coloured:?}");
     let plain = tty(true);
-    assert!(plain.contains("✓ cpus") && !plain.contains('\u{1b}'), "{plain:?}");
+    assert!(
+        plain.contains("✓ cpus") && !plain.contains('\u{1b}'),
+        "{plain:?}"
+    );
 }

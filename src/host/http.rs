@@ -332,6 +332,11 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>) {
             http_get(&h, &ctx, url, options)
         },
     );
+    register_pure(engine);
+}
+
+/// `json()`: pure, so `rhai-probe test` keeps the real one.
+pub fn register_pure(engine: &mut Engine) {
     engine.register_fn("json", |ctx: NativeCallContext, response: Map| {
         let Some(body) = response.get("body") else {
             return Err(super::fault(

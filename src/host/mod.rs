@@ -35,6 +35,8 @@ pub struct Host {
     pub vars: rhai::Map,
     /// Built on the first `http_get`, so probes that make no HTTP call never pay for it.
     http_agent: OnceCell<ureq::Agent>,
+    /// `rhai-probe test`: the case whose stubs replace every function that reads the world.
+    pub stubs: Option<Rc<crate::testing::Stubs>>,
 }
 
 impl Host {
@@ -45,6 +47,7 @@ impl Host {
             source,
             vars,
             http_agent: OnceCell::new(),
+            stubs: None,
         })
     }
 
@@ -237,12 +240,17 @@ pub fn reference(format: crate::cli::ListFormat) -> String {
 }
 
 pub fn register(engine: &mut Engine, host: &Rc<Host>) {
+    checks::register(engine, host);
+    if let Some(stubs) = &host.stubs {
+        http::register_pure(engine);
+        crate::testing::register_stubs(engine, host, stubs);
+        return;
+    }
     system::register(engine, host);
     http::register(engine, host);
     tcp::register(engine, host);
     sql::register(engine, host);
     inputs::register(engine, host);
-    checks::register(engine, host);
 }
 
 /// A short reason for a failed I/O operation (connect, read, open): `connection refused`, not

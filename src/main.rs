@@ -19,8 +19,6 @@ mod trace;
 
 use std::{process::ExitCode, time::Duration};
 
-use clap::Parser;
-
 use crate::{
     cli::{CheckArgs, Cli, Command, RunArgs, TestArgs, VarArgs, VarValue},
     deadline::Deadline,
@@ -30,7 +28,7 @@ use crate::{
 };
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

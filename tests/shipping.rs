@@ -213,3 +213,24 @@ fn functions_lists_every_host_function_in_three_formats() {
     );
     assert_eq!(markdown.lines().count(), names.len() + 2);
 }
+
+#[test]
+fn help_for_run_and_for_the_whole_command() {
+    let run = Command::new(BIN).args(["run", "--help"]).output().unwrap();
+    assert_eq!(run.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&run.stdout);
+    for part in [
+        "Usage: rhai-probe run [OPTIONS] <SCRIPT>",
+        "--timeout <DURATION>",
+        "--var <NAME=VALUE>",
+        "Exit codes:",
+        "  4   deadline",
+    ] {
+        assert!(text.contains(part), "{part:?} not in {text}");
+    }
+    let all = Command::new(BIN).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&all.stdout);
+    for sub in ["run", "explain", "test", "check", "functions", "install"] {
+        assert!(text.contains(&format!("\n  {sub} ")), "{sub} not in {text}");
+    }
+}

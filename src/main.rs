@@ -10,6 +10,7 @@ mod diagnostic;
 mod engine;
 mod exit_code;
 mod host;
+mod lint;
 mod logging;
 mod probe;
 mod redact;
@@ -202,14 +203,28 @@ fn check(args: CheckArgs) -> Exit {
     let vars = vars(&args.vars);
     let mut failed = 0;
     for path in &args.scripts {
-        if let Err(failure) = probe::check(path, &vars) {
-            let (verdict, script) = *failure;
-            failed += 1;
-            match (&verdict.diagnostic, &script) {
-                (Some(d), Some(s)) => {
-                    eprint!("{}", d.render(&s.name, &s.text, report::stderr_color()))
+        match probe::check(path, &vars) {
+            Ok((script, ast)) => {
+                let problems = lint::lint(&ast);
+                if !problems.is_empty() {
+                    failed += 1;
                 }
-                _ => eprintln!("error: {}", verdict.reason),
+                for d in problems {
+                    eprint!(
+                        "{}",
+                        d.render(&script.name, &script.text, report::stderr_color())
+                    );
+                }
+            }
+            Err(failure) => {
+                let (verdict, script) = *failure;
+                failed += 1;
+                match (&verdict.diagnostic, &script) {
+                    (Some(d), Some(s)) => {
+                        eprint!("{}", d.render(&s.name, &s.text, report::stderr_color()))
+                    }
+                    _ => eprintln!("error: {}", verdict.reason),
+                }
             }
         }
     }
@@ -222,7 +237,7 @@ fn check(args: CheckArgs) -> Exit {
         Exit::Healthy
     } else {
         println!(
-            "failed: {failed} of {total} script{} did not compile",
+            "failed: {failed} of {total} script{} did not compile or pass the lint",
             if total == 1 { "" } else { "s" }
         );
         Exit::ScriptFault

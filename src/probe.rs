@@ -117,8 +117,9 @@ pub fn load(path: &Path) -> Result<Script, Verdict> {
         text.drain(..'\u{feff}'.len_utf8());
     }
     if text.starts_with("#!") {
-        // Same length, so every position after it is unchanged.
-        text.replace_range(..2, "//");
+        // A comment, on the same line, so every later line keeps its positions. "// ", not
+        // "//": `#!/usr/bin/env` would become `///usr…`, which Rhai reads as a doc comment.
+        text.replace_range(..2, "// ");
     }
     crate::redact::remember_in_source(&text);
     Ok(Script { name, text })
@@ -173,8 +174,7 @@ pub fn warn_unused_vars(script: &Script, vars: &rhai::Map) {
     }
 }
 
-/// Compile and evaluate `script` under `deadline`, recording calls in `trace`.
-/// Run a script; with `stubs` (`rhai-probe test`), against a case's stubs instead of the world.
+/// Compile and evaluate `script` under `deadline`, recording calls in `trace`; with `stubs` (`rhai-probe test`), against a case's stubs instead of the world.
 pub fn run(
     script: &Script,
     vars: rhai::Map,
@@ -333,7 +333,12 @@ pub fn deadline_verdict(source: &str, limit: Duration, during: &str, pos: Pos) -
 }
 
 /// `rhai-probe check`: compile only.
-pub fn check(path: &Path, vars: &rhai::Map) -> Result<(), Box<(Verdict, Option<Script>)>> {
+/// Load and compile a script without running it: the script and its AST, or the verdict.
+#[allow(clippy::type_complexity)]
+pub fn check(
+    path: &Path,
+    vars: &rhai::Map,
+) -> Result<(Script, AST), Box<(Verdict, Option<Script>)>> {
     let script = load(path).map_err(|v| Box::new((v, None)))?;
     let host = Host::new(
         Deadline::start(Duration::from_secs(1)),
@@ -343,7 +348,7 @@ pub fn check(path: &Path, vars: &rhai::Map) -> Result<(), Box<(Verdict, Option<S
     );
     let engine = engine::build(&host);
     match compile(&engine, &scope_of(vars), &script) {
-        Ok(_) => Ok(()),
+        Ok(ast) => Ok((script, ast)),
         Err(v) => Err(Box::new((v, Some(script)))),
     }
 }

@@ -979,7 +979,7 @@ fn check_reports_every_broken_script_and_exits_3() {
     );
     assert!(
         run.stdout
-            .contains("failed: 3 of 4 scripts did not compile"),
+            .contains("failed: 3 of 4 scripts did not compile or pass the lint"),
         "{}",
         run.stdout
     );
@@ -1105,4 +1105,44 @@ fn checks_script() {
     .run()
     .expect(1, "check \"api\" failed: GET ")
     .expect(1, "check \"database port\" failed: TCP 127.0.0.1:");
+}
+
+#[test]
+fn check_lints_unknown_functions_argument_counts_and_endings() {
+    let dir = temp_dir("lint");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let typo = write("typo.rhai", "let r = htp_get(\"http://x/\");\nr.ok");
+    let arity = write("arity.rhai", "tcp_open(\"db\")");
+    let ending = write("ending.rhai", "let up = load_avg() < 4.0;");
+    let fine = write(
+        "fine.rhai",
+        "fn near(x) { x < 4.0 }\nlet f = |x| x > 0;\nlet s = \"a,b\";\ncheck(\"split\", s.split(\",\").len() == 2);\ncheck(\"load\", near(load_avg()) && f(1));",
+    );
+    let run = Probe::command(["check", &typo, &arity, &ending, &fine]).run();
+    assert_eq!(run.code, 3, "{}", run.output());
+    for part in [
+        "error: unknown function htp_get",
+        "typo.rhai:1:9",
+        "1 | let r = htp_get(\"http://x/\");",
+        "= help: did you mean http_get?",
+        "error: tcp_open takes 2 or 3 arguments, not 1",
+        "arity.rhai:1:1",
+        "error: the script ends with a let or const, which has no value; a probe must end with a boolean",
+        "ending.rhai:1:1",
+    ] {
+        assert!(run.stderr.contains(part), "{part:?} not in\n{}", run.stderr);
+    }
+    assert!(!run.stderr.contains("fine.rhai"), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("failed: 3 of 4 scripts did not compile or pass the lint"),
+        "{}",
+        run.stdout
+    );
+    let run = Probe::command(["check", &fine]).run();
+    assert_eq!(run.code, 0, "{}", run.output());
 }

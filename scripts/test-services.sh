@@ -2,6 +2,7 @@
 # Start what the database tests talk to, installing it first on a machine that lacks it:
 #   PostgreSQL on 127.0.0.1:5432 (trust for local TCP, role root/postgres, database test)
 #   MariaDB    on 127.0.0.1:3306 (root with an empty password, database test)
+#   Redis      on 127.0.0.1:6379 (no password; the tests start private ones with passwords)
 # plus the server binaries (initdb, postgres) the tests use to start private PostgreSQL servers
 # with password authentication, and openssl for test certificates. Idempotent; run as root.
 #   scripts/test-services.sh && cargo test
@@ -13,6 +14,7 @@ need=()
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 fresh_pg=0 fresh_my=0
 if ((${#need[@]})); then
   log "installing ${need[*]}"
@@ -58,4 +60,11 @@ if ((fresh_my)); then
   mariadb -e "ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(''); CREATE DATABASE IF NOT EXISTS test"
 fi
 wait_for "MariaDB on 127.0.0.1:3306" mysqladmin --protocol=tcp -h 127.0.0.1 -u root status
-log "PostgreSQL and MariaDB are up"
+# Redis.
+redis_up() { exec 3<>/dev/tcp/127.0.0.1/6379 && printf 'PING\r\n' >&3 && read -r -t 2 reply <&3 && [[ $reply == +PONG* ]]; }
+if ! (redis_up) 2>/dev/null; then
+  log "starting Redis"
+  redis-server --daemonize yes --port 6379 --bind 127.0.0.1 --save "" --appendonly no >/dev/null
+fi
+wait_for Redis bash -c "$(declare -f redis_up); redis_up"
+log "PostgreSQL, MariaDB and Redis are up"

@@ -22,10 +22,20 @@ use crate::{
 pub const STUBBED: &[&str] = &[
     "load_avg",
     "cpu_count",
+    "memory",
+    "cpu",
+    "cpu_usage_pct",
+    "disk_usage",
+    "file_exists",
+    "file_age",
+    "process_running",
+    "process_count",
     "http_get",
     "tcp_open",
+    "dns_resolve",
     "sql_ping",
     "sql_scalar",
+    "redis_ping",
     "env",
     "read_file",
 ];
@@ -226,6 +236,42 @@ fn complete_response(value: Dynamic, url: &Dynamic) -> Dynamic {
     Dynamic::from(map)
 }
 
+/// The keys of the maps `memory()`, `cpu()` and `disk_usage()` return: a stub gives the ones a
+/// script reads, the others are `()` (TOML has no null), as on a machine without that figure.
+fn complete_map(name: &str, value: Dynamic) -> Dynamic {
+    let keys: &[&str] = match name {
+        "memory" => &[
+            "limit",
+            "used",
+            "working_set",
+            "used_pct",
+            "total",
+            "available",
+            "pressure_avg10",
+            "cgroup",
+        ],
+        "cpu" => &[
+            "quota_cpus",
+            "usage_usec",
+            "nr_throttled",
+            "throttled_usec",
+            "pressure_avg10",
+            "cgroup",
+        ],
+        "disk_usage" => &["total", "free", "available", "used_pct", "inodes_free"],
+        _ => return value,
+    };
+    match value.try_cast::<rhai::Map>() {
+        Some(mut map) => {
+            for key in keys {
+                map.entry((*key).into()).or_insert(Dynamic::UNIT);
+            }
+            Dynamic::from(map)
+        }
+        None => Dynamic::UNIT,
+    }
+}
+
 /// One stubbed call: find its answer, record it in the trace, return it.
 fn answer(
     host: &Host,
@@ -276,10 +322,9 @@ fn answer(
             }
         },
     };
-    let value = if name == "http_get" {
-        complete_response(value, args.first().unwrap_or(&Dynamic::UNIT))
-    } else {
-        value
+    let value = match name {
+        "http_get" => complete_response(value, args.first().unwrap_or(&Dynamic::UNIT)),
+        _ => complete_map(name, value),
     };
     let looks_failed = value.as_bool() == Ok(false)
         || (name == "http_get"

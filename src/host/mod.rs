@@ -7,12 +7,17 @@
 //! - running out of time is `ErrorTerminated`, uncatchable like the `on_progress` stop → exit 4.
 
 pub mod checks;
+pub mod container;
+pub mod files;
 pub mod http;
 pub mod inputs;
 pub mod options;
+pub mod process;
+pub mod redis;
 pub mod sql;
 pub mod system;
 pub mod tcp;
+pub mod tls;
 
 use std::{cell::OnceCell, fmt, rc::Rc, time::Instant};
 
@@ -176,11 +181,21 @@ pub struct FnDoc {
 pub const FUNCTIONS: &[FnDoc] = &[
     system::DOC_LOAD_AVG,
     system::DOC_CPU_COUNT,
+    container::DOC_MEMORY,
+    container::DOC_CPU,
+    container::DOC_CPU_USAGE_PCT,
+    files::DOC_DISK_USAGE,
+    files::DOC_FILE_EXISTS,
+    files::DOC_FILE_AGE,
+    process::DOC_PROCESS_RUNNING,
+    process::DOC_PROCESS_COUNT,
     http::DOC_HTTP_GET,
     http::DOC_JSON,
     tcp::DOC_TCP_OPEN,
+    tcp::DOC_DNS_RESOLVE,
     sql::DOC_SQL_PING,
     sql::DOC_SQL_SCALAR,
+    redis::DOC_REDIS_PING,
     inputs::DOC_ENV,
     inputs::DOC_READ_FILE,
     checks::DOC_CHECK,
@@ -247,6 +262,10 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>) {
         return;
     }
     system::register(engine, host);
+    container::register(engine, host);
+    files::register(engine, host);
+    process::register(engine, host);
+    redis::register(engine, host);
     http::register(engine, host);
     tcp::register(engine, host);
     sql::register(engine, host);

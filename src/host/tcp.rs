@@ -76,6 +76,42 @@ fn tcp_open(
     })
 }
 
+pub const DOC_DNS_RESOLVE: FnDoc = FnDoc {
+    name: "dns_resolve",
+    signatures: &["dns_resolve(host: string) -> array"],
+    summary:
+        "the addresses a host name resolves to, as strings; throws (naming it) when it does not",
+};
+
+/// `dns_resolve(host)` → the addresses, in the resolver's order, without duplicates.
+fn dns_resolve(host: &Host, ctx: &NativeCallContext, name: &str) -> RhaiResult<rhai::Array> {
+    let name = name.trim().trim_start_matches('[').trim_end_matches(']');
+    if name.is_empty() {
+        return Err(HostError::Fault("host is empty".into()).into_fault("dns_resolve", ctx));
+    }
+    host.call(
+        ctx,
+        "dns_resolve",
+        format!("dns_resolve({name})"),
+        None,
+        |budget| {
+            let addrs = resolve(name, 0, budget).map_err(HostError::Transport)?;
+            let mut seen: Vec<String> = Vec::new();
+            for addr in addrs {
+                let ip = addr.ip().to_string();
+                if !seen.contains(&ip) {
+                    seen.push(ip);
+                }
+            }
+            let shown = seen.join(", ");
+            Ok((
+                seen.into_iter().map(rhai::Dynamic::from).collect(),
+                Outcome::Pass(shown),
+            ))
+        },
+    )
+}
+
 /// Resolve `host:port` within `budget`. IP literals need no lookup; names go through the system
 /// resolver on a helper thread, because `getaddrinfo` cannot be given a timeout.
 pub fn resolve(host: &str, port: u16, budget: Duration) -> Result<Vec<SocketAddr>, String> {
@@ -99,6 +135,10 @@ pub fn resolve(host: &str, port: u16, budget: Duration) -> Result<Vec<SocketAddr
 }
 
 pub fn register(engine: &mut Engine, host: &Rc<Host>) {
+    let h = host.clone();
+    engine.register_fn("dns_resolve", move |ctx: NativeCallContext, name: &str| {
+        dns_resolve(&h, &ctx, name)
+    });
     let h = host.clone();
     engine.register_fn(
         "tcp_open",

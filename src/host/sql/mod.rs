@@ -6,7 +6,6 @@
 pub mod dsn;
 mod my;
 mod pg;
-mod tls;
 
 use std::{rc::Rc, time::Duration};
 

@@ -17,8 +17,8 @@ use tokio_postgres::{
 };
 
 use super::{
+    super::tls::{client_config, Verify},
     dsn::{Dsn, SslMode, Target},
-    tls::{client_config, Verify},
     Request, SqlError,
 };
 use crate::deadline::human;

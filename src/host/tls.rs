@@ -1,4 +1,4 @@
-//! rustls client settings for PostgreSQL's `sslmode`, with the same bundled roots as `http_get`.
+//! rustls client settings for PostgreSQL's `sslmode` and `rediss://`, with the bundled roots.
 //! libpq's `prefer` and `require` encrypt without verifying the certificate; `verify-ca` checks
 //! the chain only; `verify-full` checks chain and host name.
 
@@ -12,7 +12,7 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme,
 };
 
-use super::dsn::SslMode;
+use super::sql::dsn::SslMode;
 
 /// How much of the server's certificate to check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,12 +69,8 @@ fn roots(ca_file: Option<&str>) -> Result<RootCertStore, String> {
     match ca_file {
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| {
-                format!(
-                    "cannot read the CA file {path}: {}",
-                    super::super::io_reason(&e)
-                )
-            })?;
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("cannot read the CA file {path}: {}", super::io_reason(&e)))?;
             for cert in CertificateDer::pem_slice_iter(&bytes) {
                 let cert = cert.map_err(|e| format!("the CA file {path} is not PEM: {e}"))?;
                 roots

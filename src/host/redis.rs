@@ -101,6 +101,17 @@ fn parse(url: &str) -> Result<Target, String> {
     })
 }
 
+/// An I/O failure in a line; a TLS one says what to change.
+fn reason(e: &std::io::Error) -> String {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(cert)) => format!(
+            "TLS certificate rejected ({cert:?}): it must chain to the bundled roots and name the host; insecure: true skips the check"
+        ),
+        Some(other) => format!("TLS failed: {other}"),
+        None => io_reason(e),
+    }
+}
+
 /// A RESP command as an array of bulk strings.
 fn command(parts: &[&str]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", parts.len()).into_bytes();
@@ -129,7 +140,7 @@ fn reply(stream: &mut impl Read) -> Result<String, String> {
             {
                 return Err("no answer in time".into())
             }
-            Err(e) => return Err(io_reason(&e)),
+            Err(e) => return Err(reason(&e)),
         }
     }
     let text = String::from_utf8_lossy(&line)
@@ -147,7 +158,7 @@ fn ping(stream: &mut (impl Read + Write), target: &Target) -> Result<(), String>
     let mut send = |parts: &[&str], expect: &str| -> Result<(), String> {
         stream
             .write_all(&command(parts))
-            .map_err(|e| io_reason(&e))?;
+            .map_err(|e| reason(&e))?;
         let answer = reply(stream)?;
         if answer == expect {
             Ok(())

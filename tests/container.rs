@@ -315,9 +315,11 @@ fn rediss_speaks_tls_and_verifies_the_certificate() {
     let Some(port) = support::tls_server() else {
         panic!("openssl is needed for the TLS tests (scripts/test-services.sh installs it)");
     };
-    Probe::script(&format!("check(\"cache\", redis_ping(\"rediss://localhost:{port}\"))"))
-        .run()
-        .expect(1, "TLS certificate rejected (UnknownIssuer)");
+    Probe::script(&format!(
+        "check(\"cache\", redis_ping(\"rediss://localhost:{port}\"))"
+    ))
+    .run()
+    .expect(1, "TLS certificate rejected (UnknownIssuer)");
     Probe::script(&format!(
         "check(\"cache\", redis_ping(\"rediss://localhost:{port}\", #{{insecure: true, timeout: \"300ms\"}}))"
     ))

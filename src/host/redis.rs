@@ -156,9 +156,7 @@ fn reply(stream: &mut impl Read) -> Result<String, String> {
 /// Log in, select the database, ping. `Ok(())` on PONG; `Err(reason)` otherwise.
 fn ping(stream: &mut (impl Read + Write), target: &Target) -> Result<(), String> {
     let mut send = |parts: &[&str], expect: &str| -> Result<(), String> {
-        stream
-            .write_all(&command(parts))
-            .map_err(|e| reason(&e))?;
+        stream.write_all(&command(parts)).map_err(|e| reason(&e))?;
         let answer = reply(stream)?;
         if answer == expect {
             Ok(())

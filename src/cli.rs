@@ -67,15 +67,17 @@ pub enum Command {
     /// Run a probe script and exit with its verdict (one line on stdout, logs on stderr).
     #[command(after_help = EXIT_HELP)]
     Run(RunArgs),
-    /// Run a probe for real and print a report for a person: every call in order with its
-    /// arguments and result, the named checks, the value, the verdict, the time against the
-    /// deadline. The same options and exit code as `run`.
+    /// Run a probe and report every call, check and the verdict, for a person.
+    ///
+    /// Every host call in order with its arguments (secrets masked), result, duration and
+    /// position; the named checks; the value; the verdict; the time against the deadline. The
+    /// same options and exit code as `run`.
     #[command(after_help = EXIT_HELP)]
     Explain(RunArgs),
-    /// Run a script against the cases of a .cases.toml file, with every function that reads the
-    /// world stubbed: no network, no clock. Prints a line per case and `N passed, M failed`.
+    /// Run a script against stubbed cases from a .cases.toml file: no network, no clock.
     ///
-    /// Exits 0 when every case gets the verdict it expects, 1 when one does not, 3 when the
+    /// Every function that reads the world answers as the case says. Prints a line per case
+    /// and `N passed, M failed`. Exits 0 when every case gets the verdict it expects, 1 when one does not, 3 when the
     /// script or the cases file cannot be read. The format is in docs/testing.md.
     Test(TestArgs),
     /// Compile scripts without running them (for CI, before a ConfigMap rolls out).
@@ -83,14 +85,14 @@ pub enum Command {
     /// Prints every problem as path:line:col with the source line; exits 0 when every script
     /// compiles, 3 otherwise.
     Check(CheckArgs),
-    /// List every function a probe script can call, with its signatures and what it does.
+    /// List every function a probe script can call, with its signatures.
     ///
-    /// From the same table the engine's error hints use, so it cannot drift from the code.
+    /// With a line on what each does, from the same table the engine's error hints use, so it cannot drift from the code.
     Functions(FunctionsArgs),
-    /// Copy this binary into DIR as DIR/rhai-probe (mode 0755), for an init container that fills
-    /// an emptyDir: the app's image needs no rebuild and no shell.
+    /// Copy this binary into DIR (an init container filling an emptyDir).
     ///
-    /// Exits 0 when copied, 1 when it could not be (the reason on stderr).
+    /// Writes DIR/rhai-probe (mode 0755) through a temporary file and a rename, so the app's
+    /// image needs no rebuild and this image no shell. Exits 0 when copied, 1 when it could not be (the reason on stderr).
     Install(InstallArgs),
 }
 

@@ -253,6 +253,26 @@ pub fn lint(ast: &AST) -> Vec<Diagnostic> {
     found
 }
 
+/// The names of the functions a script calls, in order of first call.
+pub fn called_functions(ast: &AST) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        let name = match path.last() {
+            Some(ASTNode::Stmt(Stmt::FnCall(f, _)))
+            | Some(ASTNode::Expr(Expr::FnCall(f, _)))
+            | Some(ASTNode::Expr(Expr::MethodCall(f, _))) => Some(f.name.to_string()),
+            _ => None,
+        };
+        if let Some(name) = name {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        true
+    });
+    names
+}
+
 /// `http_get(url: string, options: map) -> map` → 2.
 fn arity_of(signature: &str) -> usize {
     let inside = signature

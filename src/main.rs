@@ -164,6 +164,9 @@ fn test(args: TestArgs) -> Exit {
         Ok(cases) => cases,
         Err(message) => {
             eprintln!("error: {message}");
+            if !path.exists() {
+                eprint!("{}", testing::starter(&args.script, &path));
+            }
             return Exit::ScriptFault;
         }
     };

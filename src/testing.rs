@@ -416,3 +416,30 @@ pub fn judge_case(
         }
     }
 }
+
+/// A first cases file for a script that has none: one case per verdict to fill in, with a stub
+/// line for every function the script calls that needs one.
+pub fn starter(script: &Path, cases: &Path) -> String {
+    let called: Vec<String> = crate::probe::check(script, &rhai::Map::new())
+        .map(|(_, ast)| crate::lint::called_functions(&ast))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|name| STUBBED.contains(&name.as_str()))
+        .collect();
+    let mut out = format!("a start for {}:\n\n", cases.display());
+    for (name, expect) in [
+        ("everything answers", "healthy"),
+        ("something fails", "unhealthy"),
+    ] {
+        out.push_str(&format!(
+            "[[case]]\nname = \"{name}\"\nexpect = \"{expect}\"\n"
+        ));
+        for f in &called {
+            out.push_str(&format!(
+                "stubs.{f} = VALUE  # what {f} returns in this case\n"
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -175,4 +175,18 @@ fn a_bad_cases_file_is_named_with_line_and_column() {
         "{}",
         run.stderr
     );
+    // A starting point, with a stub line for each function the script calls.
+    assert!(
+        run.stderr.contains(
+            "a start for /nonexistent/x.toml:\n\n[[case]]\nname = \"everything answers\"\nexpect = \"healthy\"\n"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("stubs.cpu_count = VALUE")
+            && run.stderr.contains("stubs.load_avg = VALUE"),
+        "{}",
+        run.stderr
+    );
 }

@@ -242,3 +242,129 @@ fn a_redirect_loop_stops_after_ten_hops() {
         "redirect",
     );
 }
+
+// ---- TLS: certificates made by the test -----------------------------------------------------
+
+/// An HTTPS server on 127.0.0.1 with this certificate and key (PEM), answering 200 to anything.
+fn https_server(cert_pem: &str, key_pem: &str) -> u16 {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let certs = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let config = std::sync::Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let config = config.clone();
+            thread::spawn(move || {
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut buf = [0u8; 2048];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tls.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                );
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    port
+}
+
+/// A self-signed certificate for `names`, valid from `from` to `until` (years).
+fn certificate(names: &[&str], from: i32, until: i32) -> (String, String) {
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.not_before = rcgen::date_time_ymd(from, 1, 1);
+    params.not_after = rcgen::date_time_ymd(until, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn https_fault(cert: (String, String), host: &str, options: &str, code: i32, reason: &str) {
+    let port = https_server(&cert.0, &cert.1);
+    let dir = support::temp_dir(&format!("ca-{port}"));
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &cert.0).unwrap();
+    let options = options.replace("CA", &ca.display().to_string());
+    let run = Probe::script(&format!(
+        "http_get(\"https://probe:{}@{host}:{port}/health?token={}\", #{{{options}}}).status == 200",
+        SECRETS[0], SECRETS[1]
+    ))
+    .args(["--timeout", "2s"])
+    .run();
+    run.expect(code, reason);
+    assert!(run.elapsed < Duration::from_secs(3), "{:?}", run.elapsed);
+    for secret in SECRETS {
+        assert!(
+            !run.output().contains(secret),
+            "{secret} leaked:\n{}",
+            run.output()
+        );
+    }
+}
+
+#[test]
+fn tls_self_signed_fails_by_default_and_passes_with_its_ca_or_insecure() {
+    let cert = || certificate(&["localhost"], 2020, 2100);
+    https_fault(cert(), "localhost", "", 2, "UnknownIssuer");
+    https_fault(cert(), "localhost", "insecure: true", 0, "healthy");
+    https_fault(cert(), "localhost", "ca_file: \"CA\"", 0, "healthy");
+}
+
+#[test]
+fn tls_expired_certificate_is_named() {
+    let cert = || certificate(&["localhost"], 2020, 2021);
+    https_fault(
+        cert(),
+        "localhost",
+        "ca_file: \"CA\"",
+        2,
+        "TLS: invalid peer certificate: certificate expired",
+    );
+    https_fault(cert(), "localhost", "insecure: true", 0, "healthy");
+}
+
+#[test]
+fn tls_wrong_host_name_is_named() {
+    let cert = || certificate(&["db.example.invalid"], 2020, 2100);
+    https_fault(
+        cert(),
+        "127.0.0.1",
+        "ca_file: \"CA\"",
+        2,
+        "certificate not valid for name \"127.0.0.1\"",
+    );
+    https_fault(cert(), "127.0.0.1", "insecure: true", 0, "healthy");
+}
+
+#[test]
+fn a_ca_file_that_is_not_there_is_the_scripts_fault() {
+    let run =
+        Probe::script("http_get(\"https://localhost:1/\", #{ca_file: \"/nonexistent/ca.pem\"}).ok")
+            .run();
+    run.expect(
+        3,
+        "cannot read the CA file /nonexistent/ca.pem: no such file or directory",
+    );
+}

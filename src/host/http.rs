@@ -56,6 +56,7 @@ const OPTIONS: &[&str] = &[
     "insecure",
     "max_body",
     "follow_redirects",
+    "ca_file",
 ];
 
 /// The agent every `http_get` of a run shares. Small buffers: a probe reads a status line, a few
@@ -78,6 +79,8 @@ struct Request {
     timeout: Option<std::time::Duration>,
     headers: Vec<(String, String)>,
     insecure: bool,
+    /// `ca_file`: trust the certificates of this PEM file instead of the bundled roots.
+    roots: Option<Vec<ureq::tls::Certificate<'static>>>,
     max_body: u64,
     follow_redirects: bool,
 }
@@ -102,9 +105,20 @@ fn parse_options(options: &Options) -> Result<Request, HostError> {
         }
         headers.push((name.to_string(), value.to_string()));
     }
+    let roots = match options.string("ca_file")? {
+        None => None,
+        Some(path) => Some(
+            super::tls::pem_certificates(&path)
+                .map_err(HostError::Fault)?
+                .into_iter()
+                .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+                .collect(),
+        ),
+    };
     Ok(Request {
         timeout: options.timeout()?,
         headers,
+        roots,
         insecure: options.bool("insecure")?.unwrap_or(false),
         max_body: max_body as u64,
         follow_redirects: options.bool("follow_redirects")?.unwrap_or(true),
@@ -118,7 +132,7 @@ fn parse_options(options: &Options) -> Result<Request, HostError> {
 /// joined with ", "), `elapsed_ms` (float), `truncated` (the body was longer than `max_body`),
 /// `url` (the final URL after redirects).
 /// Options: `timeout` ("2s", or seconds), `timeout_ms`, `headers` (map), `insecure` (skip TLS
-/// verification), `max_body` (bytes, default 65536, at most 1 MiB), `follow_redirects`
+/// verification), `ca_file` (a PEM file of CAs to trust instead of the bundled roots), `max_body` (bytes, default 65536, at most 1 MiB), `follow_redirects`
 /// (default true, same host only, at most 10).
 /// An HTTP status never throws. A transport failure (refused, DNS, TLS, timeout, too many
 /// redirects) throws an error naming the URL and the cause; a malformed URL or option is a
@@ -141,6 +155,12 @@ fn http_get(host: &Host, ctx: &NativeCallContext, url: &str, options: Options) -
                 .timeout_connect(Some(left));
             if request.insecure {
                 builder = builder.tls_config(TlsConfig::builder().disable_verification(true).build());
+            } else if let Some(roots) = &request.roots {
+                builder = builder.tls_config(
+                    TlsConfig::builder()
+                        .root_certs(ureq::tls::RootCerts::new_with_certs(roots))
+                        .build(),
+                );
             }
             let mut req = builder.build();
             for (name, value) in &request.headers {

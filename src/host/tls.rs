@@ -64,23 +64,30 @@ pub fn client_config(verify: Verify, ca_file: Option<&str>) -> Result<ClientConf
     Ok(config)
 }
 
+/// The certificates of a PEM file; an error says what is wrong with it (a script fault).
+pub fn pem_certificates(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read the CA file {path}: {}", super::io_reason(&e)))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the CA file {path} is not PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "the CA file {path} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)"
+        ));
+    }
+    Ok(certs)
+}
+
 fn roots(ca_file: Option<&str>) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     match ca_file {
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         Some(path) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| format!("cannot read the CA file {path}: {}", super::io_reason(&e)))?;
-            for cert in CertificateDer::pem_slice_iter(&bytes) {
-                let cert = cert.map_err(|e| format!("the CA file {path} is not PEM: {e}"))?;
+            for cert in pem_certificates(path)? {
                 roots
                     .add(cert)
                     .map_err(|e| format!("the CA file {path} holds a bad certificate: {e}"))?;
-            }
-            if roots.is_empty() {
-                return Err(format!(
-                    "the CA file {path} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)"
-                ));
             }
         }
     }

@@ -155,13 +155,7 @@ mod tests {
         let mut checked = 0;
         for doc in host::FUNCTIONS {
             for signature in doc.signatures {
-                let params =
-                    &signature[signature.find('(').unwrap() + 1..signature.find(')').unwrap()];
-                let args: Vec<&str> = params
-                    .split(',')
-                    .filter(|p| !p.trim().is_empty())
-                    .map(sample)
-                    .collect();
+                let args: Vec<&str> = host::params(signature).into_iter().map(sample).collect();
                 let call = format!("{}({})", doc.name, args.join(", "));
                 if let Err(err) = engine.eval::<Dynamic>(&call) {
                     assert!(

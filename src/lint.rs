@@ -208,7 +208,11 @@ pub fn lint(ast: &AST) -> Vec<Diagnostic> {
             continue;
         }
         if let Some(doc) = host::FUNCTIONS.iter().find(|d| d.name == name) {
-            let arities: Vec<usize> = doc.signatures.iter().map(|s| arity_of(s)).collect();
+            let arities: Vec<usize> = doc
+                .signatures
+                .iter()
+                .map(|s| host::params(s).len())
+                .collect();
             if !arities.contains(&arity) {
                 let mut counts: Vec<String> = arities.iter().map(usize::to_string).collect();
                 counts.dedup();
@@ -271,15 +275,6 @@ pub fn called_functions(ast: &AST) -> Vec<String> {
         true
     });
     names
-}
-
-/// `http_get(url: string, options: map) -> map` → 2.
-fn arity_of(signature: &str) -> usize {
-    let inside = signature
-        .split_once('(')
-        .and_then(|(_, rest)| rest.split_once(')'))
-        .map_or("", |(params, _)| params);
-    inside.split(',').filter(|p| !p.trim().is_empty()).count()
 }
 
 /// A last statement that certainly yields no boolean, in a script with no named checks.

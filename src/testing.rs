@@ -353,9 +353,7 @@ fn answer(
 pub fn register_stubs(engine: &mut Engine, host: &Rc<Host>, stubs: &Rc<Stubs>) {
     for doc in host::FUNCTIONS.iter().filter(|d| STUBBED.contains(&d.name)) {
         for signature in doc.signatures {
-            let params = &signature
-                [signature.find('(').map_or(0, |i| i + 1)..signature.find(')').unwrap_or(0)];
-            let arity = params.split(',').filter(|p| !p.trim().is_empty()).count();
+            let arity = host::params(signature).len();
             let (h, s, name) = (host.clone(), stubs.clone(), doc.name);
             engine.register_raw_fn(
                 name,

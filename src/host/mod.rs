@@ -169,6 +169,20 @@ pub fn deadline_error(during: String, position: Position) -> Box<EvalAltResult> 
     EvalAltResult::ErrorTerminated(Dynamic::from(during), position).into()
 }
 
+/// The parameters of a documented signature: `http_get(url: string, options: map) -> map` →
+/// `["url: string", "options: map"]`. The lint, the test stubs and the reference test all
+/// count arguments through this one reading of `FnDoc::signatures`.
+pub fn params(signature: &str) -> Vec<&str> {
+    signature
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map_or("", |(inside, _)| inside)
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
 /// One line of the function reference: used by error hints ("http_get takes …").
 pub struct FnDoc {
     pub name: &'static str,

@@ -89,7 +89,6 @@ fn ssl_opts(dsn: &Dsn, mode: SslMode) -> Option<SslOpts> {
 }
 
 fn describe(e: &mysql::Error, dsn: &Dsn, budget: Duration) -> String {
-    use std::io::ErrorKind;
     match e {
         mysql::Error::MySqlError(e) => {
             format!("{} (error {}, SQLSTATE {})", e.message, e.code, e.state)
@@ -97,30 +96,11 @@ fn describe(e: &mysql::Error, dsn: &Dsn, budget: Duration) -> String {
         mysql::Error::CodecError(codec) => {
             match std::error::Error::source(codec).and_then(|s| s.downcast_ref::<std::io::Error>())
             {
-                Some(io) => describe(
-                    &mysql::Error::IoError(std::io::Error::new(io.kind(), io.to_string())),
-                    dsn,
-                    budget,
-                ),
+                Some(io) => io_failure(io, dsn, budget),
                 None => codec.to_string(),
             }
         }
-        mysql::Error::IoError(io) => {
-            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return super::tls_reason(tls, dsn);
-            }
-            match io.kind() {
-                ErrorKind::WouldBlock | ErrorKind::TimedOut => {
-                    format!("timed out after {} (no answer)", human(budget))
-                }
-                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset => format!(
-                    "the server closed the connection ({}); is this a {} server?",
-                    super::super::io_reason(io),
-                    dsn.kind.name()
-                ),
-                _ => super::super::io_reason(io),
-            }
-        }
+        mysql::Error::IoError(io) => io_failure(io, dsn, budget),
         mysql::Error::DriverError(DriverError::ConnectTimeout | DriverError::Timeout) => {
             format!("timed out after {} (connecting)", human(budget))
         }
@@ -128,11 +108,30 @@ fn describe(e: &mysql::Error, dsn: &Dsn, budget: Duration) -> String {
             "the server does not support TLS, and ssl-mode={} requires it",
             dsn.ssl.name(dsn.kind)
         ),
-        mysql::Error::DriverError(DriverError::CouldNotConnect(Some((_, text, _)))) => {
-            text.to_lowercase()
+        mysql::Error::DriverError(DriverError::CouldNotConnect(Some((_, text, kind)))) => {
+            super::super::io_reason(&std::io::Error::new(*kind, text.clone()))
         }
         mysql::Error::TlsError(tls) => format!("TLS failed: {tls}"),
         other => other.to_string(),
+    }
+}
+
+/// An I/O failure, however the driver wrapped it: TLS, a timeout, a closed connection.
+fn io_failure(io: &std::io::Error, dsn: &Dsn, budget: Duration) -> String {
+    use std::io::ErrorKind;
+    if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return super::tls_reason(tls, dsn);
+    }
+    match io.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            format!("timed out after {} (no answer)", human(budget))
+        }
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset => format!(
+            "the server closed the connection ({}); is this a {} server?",
+            super::super::io_reason(io),
+            dsn.kind.name()
+        ),
+        _ => super::super::io_reason(io),
     }
 }
 

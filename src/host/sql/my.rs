@@ -108,9 +108,11 @@ fn describe(e: &mysql::Error, dsn: &Dsn, budget: Duration) -> String {
             "the server does not support TLS, and ssl-mode={} requires it",
             dsn.ssl.name(dsn.kind)
         ),
-        mysql::Error::DriverError(DriverError::CouldNotConnect(Some((_, text, kind)))) => {
-            super::super::io_reason(&std::io::Error::new(*kind, text.clone()))
-        }
+        mysql::Error::DriverError(DriverError::CouldNotConnect(Some((_, text, _)))) => text
+            .split(" (os error")
+            .next()
+            .unwrap_or(text)
+            .to_lowercase(),
         mysql::Error::TlsError(tls) => format!("TLS failed: {tls}"),
         other => other.to_string(),
     }

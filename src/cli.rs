@@ -13,7 +13,8 @@ Exit codes:
   2   check error: an uncaught error while checking (transport failure, throw)
   3   script fault: unreadable, does not compile, hit a sandbox limit, or did not return a boolean
   4   deadline: the deadline passed before the script finished
-  64  usage: bad command line";
+  64  usage: bad command line
+  143 terminated: SIGTERM arrived before the script finished";
 
 /// `--version`: the package version and the commit it was built from (see build.rs).
 pub const VERSION: &str = concat!(

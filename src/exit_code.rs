@@ -21,17 +21,20 @@ pub enum Exit {
     Deadline,
     /// The command line was wrong.
     Usage,
+    /// SIGTERM arrived before the script finished (the pod is stopping, or someone ran `kill`).
+    Terminated,
 }
 
 impl Exit {
     /// Every outcome, in code order (for documentation and tests).
-    pub const ALL: [Exit; 6] = [
+    pub const ALL: [Exit; 7] = [
         Exit::Healthy,
         Exit::Unhealthy,
         Exit::CheckError,
         Exit::ScriptFault,
         Exit::Deadline,
         Exit::Usage,
+        Exit::Terminated,
     ];
 
     pub const fn code(self) -> u8 {
@@ -43,6 +46,8 @@ impl Exit {
             Exit::Deadline => 4,
             // sysexits.h EX_USAGE, the conventional code for a bad command line.
             Exit::Usage => 64,
+            // 128 + SIGTERM, what a shell reports for a process that SIGTERM ended.
+            Exit::Terminated => 143,
         }
     }
 
@@ -55,6 +60,7 @@ impl Exit {
             Exit::ScriptFault => "script fault",
             Exit::Deadline => "deadline",
             Exit::Usage => "usage",
+            Exit::Terminated => "terminated",
         }
     }
 
@@ -67,14 +73,16 @@ impl Exit {
             Exit::ScriptFault => "script-fault",
             Exit::Deadline => "deadline",
             Exit::Usage => "usage",
+            Exit::Terminated => "terminated",
         }
     }
 
-    /// The outcome a `test` case names (`usage` is not a probe's outcome).
+    /// The outcome a `test` case names (`usage` and `terminated` are not a script's outcome).
     pub fn from_key(key: &str) -> Option<Exit> {
         Exit::ALL
             .into_iter()
-            .find(|e| *e != Exit::Usage && e.key() == key)
+            .filter(|e| !matches!(e, Exit::Usage | Exit::Terminated))
+            .find(|e| e.key() == key)
     }
 
     pub const fn meaning(self) -> &'static str {
@@ -87,6 +95,7 @@ impl Exit {
             }
             Exit::Deadline => "deadline: the deadline passed before the script finished",
             Exit::Usage => "usage: bad command line",
+            Exit::Terminated => "terminated: SIGTERM arrived before the script finished",
         }
     }
 }
@@ -110,7 +119,7 @@ mod tests {
     #[test]
     fn codes_are_the_documented_ones() {
         let codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
-        assert_eq!(codes, [0, 1, 2, 3, 4, 64]);
+        assert_eq!(codes, [0, 1, 2, 3, 4, 64, 143]);
     }
 
     #[test]

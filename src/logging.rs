@@ -145,8 +145,9 @@ pub fn init(quiet: bool, verbose: u8, log_file: Option<&Path>) {
             Ok(f) => opened = Some(f),
             Err(e) => {
                 open_error = Some(format!(
-                    "cannot open --log-file {}: {e}; logging to stderr only",
-                    path.display()
+                    "cannot open --log-file {}: {}; logging to stderr only",
+                    path.display(),
+                    crate::host::io_reason(&e)
                 ))
             }
         }

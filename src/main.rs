@@ -15,6 +15,7 @@ mod logging;
 mod probe;
 mod redact;
 mod report;
+mod signals;
 mod testing;
 mod trace;
 
@@ -119,31 +120,42 @@ fn run(args: RunArgs, explain: bool) -> Exit {
 }
 
 /// The last line of defence: if the run has not ended shortly after its deadline (stuck in a
-/// DNS lookup, a read that ignores its timeout), report the call in flight and exit 4.
+/// DNS lookup, a read that ignores its timeout), report the call in flight and exit 4. The same
+/// thread waits for SIGTERM and, when it comes first, reports the call in flight and exits 143.
 fn spawn_watchdog(deadline: Deadline, reporter: Reporter, trace: Trace) {
-    let _ = std::thread::Builder::new()
+    let sigterm = signals::Blocked::sigterm();
+    let spawned = std::thread::Builder::new()
         .name("watchdog".into())
         .stack_size(64 * 1024)
         .spawn(move || {
             let wake = deadline.at() + WATCHDOG_GRACE;
-            loop {
-                let now = std::time::Instant::now();
-                if now >= wake {
-                    break;
+            let terminated = match &sigterm {
+                Some(sigterm) => sigterm.wait_until(wake),
+                None => {
+                    while let Some(left) = wake.checked_duration_since(std::time::Instant::now()) {
+                        std::thread::sleep(left);
+                    }
+                    false
                 }
-                std::thread::sleep(wake - now);
-            }
+            };
             let (during, pos) = match trace.pending() {
                 Some(call) => (format!("during {}", call.what), call.pos),
                 None => (trace.lock().phase.to_string(), trace::Pos::default()),
             };
-            let mut verdict =
-                probe::deadline_verdict(&reporter.source, deadline.limit(), &during, pos);
+            let mut verdict = if terminated {
+                probe::terminated_verdict(&reporter.source, &during, pos)
+            } else {
+                probe::deadline_verdict(&reporter.source, deadline.limit(), &during, pos)
+            };
             verdict.elapsed = deadline.elapsed();
             if reporter.emit(&verdict, &trace, None) {
-                std::process::exit(Exit::Deadline.code().into());
+                std::process::exit(verdict.exit.code().into());
             }
         });
+    if let (Err(_), Some(sigterm)) = (spawned, sigterm) {
+        // Nobody waits for SIGTERM: let it end the process the default way.
+        sigterm.unblock();
+    }
 }
 
 /// `test`: the script once per case, against the case's stubs.

@@ -332,6 +332,15 @@ pub fn deadline_verdict(source: &str, limit: Duration, during: &str, pos: Pos) -
     Verdict::new(Exit::Deadline, reason)
 }
 
+/// The verdict when SIGTERM ends a run: what it interrupted, and where.
+pub fn terminated_verdict(source: &str, during: &str, pos: Pos) -> Verdict {
+    let mut reason = format!("SIGTERM arrived {during}");
+    if pos.is_known() {
+        reason.push_str(&format!(" ({})", location(source, pos)));
+    }
+    Verdict::new(Exit::Terminated, reason)
+}
+
 /// `rhai-probe check`: compile only.
 /// Load and compile a script without running it: the script and its AST, or the verdict.
 #[allow(clippy::type_complexity)]

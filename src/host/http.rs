@@ -314,6 +314,10 @@ fn transport_reason(e: &ureq::Error, budget: std::time::Duration, tls: bool) -> 
         ureq::Error::ConnectionFailed => "connection failed".into(),
         ureq::Error::Tls(m) => format!("TLS: {m}"),
         ureq::Error::Rustls(r) => format!("TLS: {r}"),
+        // A TLS server answers plain HTTP with a TLS alert, whose bytes fail the status line.
+        ureq::Error::Protocol(p) if !tls => {
+            format!("not a valid HTTP response: {p} (does the port speak TLS? then use https://)")
+        }
         ureq::Error::Protocol(p) => format!("not a valid HTTP response: {p}"),
         ureq::Error::LargeResponseHeader(..) => "response header larger than 16 KiB".into(),
         other => other.to_string(),

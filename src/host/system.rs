@@ -55,7 +55,8 @@ fn load_avg(host: &Host, ctx: &NativeCallContext, minutes: INT) -> RhaiResult<f6
 #[cfg(target_os = "linux")]
 fn read_load() -> Result<[f64; 3], String> {
     const PATH: &str = "/proc/loadavg";
-    let text = std::fs::read_to_string(PATH).map_err(|e| format!("cannot read {PATH}: {e}"))?;
+    let text = std::fs::read_to_string(PATH)
+        .map_err(|e| format!("cannot read {PATH}: {}", super::io_reason(&e)))?;
     parse_loadavg(&text).ok_or_else(|| format!("cannot parse {PATH}: {:?}", text.trim()))
 }
 

@@ -154,6 +154,8 @@ pub struct Run {
     pub stdout: String,
     pub stderr: String,
     pub elapsed: Duration,
+    /// Processes still alive after the run that carry its marker (see `Probe::run`).
+    pub left_behind: Vec<String>,
 }
 
 impl Run {
@@ -164,6 +166,11 @@ impl Run {
     /// Assert the exit code and that the verdict line contains `text`.
     #[track_caller]
     pub fn expect(&self, code: i32, text: &str) -> &Self {
+        assert!(
+            self.left_behind.is_empty(),
+            "processes left behind: {:?}",
+            self.left_behind
+        );
         assert_eq!(
             self.code, code,
             "exit code\nstdout: {}\nstderr: {}",
@@ -186,6 +193,8 @@ pub struct Probe {
     stdin: Option<Vec<u8>>,
     hold_stdin: bool,
     env: Vec<(String, String)>,
+    wrapper: Vec<String>,
+    signal: Option<(Duration, i32)>,
 }
 
 impl Probe {
@@ -207,6 +216,8 @@ impl Probe {
             stdin: None,
             hold_stdin: false,
             env: Vec::new(),
+            wrapper: Vec::new(),
+            signal: None,
         }
     }
 
@@ -218,6 +229,8 @@ impl Probe {
             stdin: None,
             hold_stdin: false,
             env: Vec::new(),
+            wrapper: Vec::new(),
+            signal: None,
         }
     }
 
@@ -242,10 +255,38 @@ impl Probe {
         self
     }
 
+    /// Start the binary through this command (`unshare ...`, `setpriv ...`), which must end by
+    /// exec'ing its arguments so that the signal and the exit code are the binary's own.
+    pub fn wrapper<I: IntoIterator<Item = S>, S: Into<String>>(mut self, argv: I) -> Self {
+        self.wrapper = argv.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Send `signal` to the process `after` it started.
+    pub fn signal_after(mut self, after: Duration, signal: i32) -> Self {
+        self.signal = Some((after, signal));
+        self
+    }
+
     pub fn run(self) -> Run {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let mut args = self.args;
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(BIN);
+                cmd
+            }
+            None => Command::new(BIN),
+        };
+        // Every process of this run carries the marker in its environment: any still alive
+        // after the run is a child the probe left behind.
+        let marker = format!(
+            "{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        cmd.env("RHAI_PROBE_TEST_RUN", &marker);
         if let Some((name, bytes)) = &self.script {
             // Run from the script's directory with a relative path, as a person would, so
             // messages read `probe.rhai:1:9`.
@@ -271,6 +312,15 @@ impl Probe {
         }
         let started = Instant::now();
         let mut child = cmd.spawn().unwrap();
+        if let Some((after, signal)) = self.signal {
+            let pid = child.id() as i32;
+            thread::spawn(move || {
+                thread::sleep(after);
+                // SAFETY: kill(2) with a pid we spawned; at worst it has exited and been reaped,
+                // and the pid is not reused within this short window.
+                unsafe { libc::kill(pid, signal) };
+            });
+        }
         // Written then closed; or, with hold_stdin, kept open and silent until the run ends.
         let held = match (child.stdin.take(), &self.stdin) {
             (Some(mut pipe), Some(bytes)) => {
@@ -291,8 +341,33 @@ impl Probe {
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
             elapsed: started.elapsed(),
+            left_behind: carrying(&format!("RHAI_PROBE_TEST_RUN={marker}")),
         }
     }
+}
+
+/// Live processes whose environment holds `entry`, as `pid (name)`.
+fn carrying(entry: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("environ"))
+                .map(|env| env.split(|b| *b == 0).any(|v| v == entry.as_bytes()))
+                .unwrap_or(false)
+        })
+        .map(|e| {
+            let name = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            format!("{} ({})", e.file_name().to_string_lossy(), name.trim())
+        })
+        .collect()
 }
 
 /// Wait for the child, killing it if it outlives `limit` (a hang is a failure, not a stuck CI).
@@ -555,4 +630,73 @@ pub fn mysql_password_user() -> &'static str {
             .unwrap();
     });
     MY_USER
+}
+
+/// A wrapper (see `Probe::wrapper`) that runs the probe in a private mount namespace after the
+/// shell commands in `setup` (bind mounts). `None`, with a visible note, where namespaces cannot
+/// be made (not root, or no unshare).
+pub fn in_mount_namespace(setup: &str) -> Option<Vec<String>> {
+    static USABLE: OnceLock<bool> = OnceLock::new();
+    let usable = *USABLE.get_or_init(|| {
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "true"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if !usable {
+        eprintln!("SKIPPED: cannot make a mount namespace here (needs root and unshare)");
+        return None;
+    }
+    Some(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &format!("{setup} && exec \"$0\" \"$@\""),
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+}
+
+/// A DNS server on 127.0.0.1:53 (UDP), and a wrapper that makes it the probe's only resolver:
+/// names starting with `slow.` are never answered, every other name is NXDOMAIN. So name
+/// lookups in tests never leave the machine. `None`, with a note, when port 53 is taken or
+/// namespaces cannot be made.
+pub fn loopback_dns() -> Option<Vec<String>> {
+    static CONF: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let conf = CONF.get_or_init(|| {
+        let Ok(socket) = std::net::UdpSocket::bind("127.0.0.1:53") else {
+            eprintln!("SKIPPED: 127.0.0.1:53 cannot be bound for a test resolver");
+            return None;
+        };
+        thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = socket.recv_from(&mut buf) {
+                if n < 12 || buf[12..n].starts_with(b"\x04slow") {
+                    continue;
+                }
+                // The query with its header turned into an answer: QR, RD+RA, NXDOMAIN, no records.
+                let mut reply = buf[..n].to_vec();
+                reply[2] = 0x80 | (reply[2] & 0x01);
+                reply[3] = 0x80 | 3;
+                reply[6..12].fill(0);
+                let _ = socket.send_to(&reply, from);
+            }
+        });
+        let dir = temp_dir("loopback-dns");
+        let conf = dir.join("resolv.conf");
+        std::fs::write(
+            &conf,
+            "nameserver 127.0.0.1\noptions timeout:5 attempts:1\n",
+        )
+        .unwrap();
+        Some(conf)
+    });
+    let conf = conf.as_ref()?;
+    in_mount_namespace(&format!("mount --bind {} /etc/resolv.conf", conf.display()))
 }

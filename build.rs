@@ -23,10 +23,12 @@ fn main() {
         if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
             println!("cargo:rerun-if-changed={}", dir.join(branch).display());
         }
-        println!(
-            "cargo:rerun-if-changed={}",
-            dir.join("packed-refs").display()
-        );
+        // Only when it exists: cargo counts a missing file as changed, and would rebuild the
+        // crate on every build.
+        let packed = dir.join("packed-refs");
+        if packed.exists() {
+            println!("cargo:rerun-if-changed={}", packed.display());
+        }
     }
     println!("cargo:rustc-env=RHAI_PROBE_COMMIT={commit}");
 }

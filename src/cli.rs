@@ -233,11 +233,14 @@ impl FromStr for Timeout {
                 "invalid duration '{text}': must be greater than zero"
             ));
         }
-        let d = Duration::from_secs_f64(secs);
-        if d > MAX_TIMEOUT {
+        // Compared as a float first: Duration::from_secs_f64 panics on values it cannot hold.
+        if secs > MAX_TIMEOUT.as_secs_f64() {
             return Err(format!("invalid duration '{text}': at most 1h"));
         }
-        Ok(Timeout(d))
+        if secs < 1e-3 {
+            return Err(format!("invalid duration '{text}': at least 1ms"));
+        }
+        Ok(Timeout(Duration::from_secs_f64(secs)))
     }
 }
 
@@ -417,6 +420,10 @@ mod tests {
             "1e9",
             "2 weeks",
             "99999999s",
+            // Found by fuzz/duration: once a panic in Duration::from_secs_f64.
+            "2210122212212110122122111",
+            "99999999999999999999999m",
+            "0.0000001",
         ] {
             let err = bad.parse::<Timeout>().unwrap_err();
             assert!(err.contains("invalid duration"), "{bad}: {err}");

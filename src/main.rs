@@ -4,30 +4,16 @@
 //! [`Exit`] it ends with, and that is the process's exit code. Nothing else exits, except the
 //! watchdog, which must be able to end a run stuck in a call that cannot be interrupted.
 
-mod cli;
-mod deadline;
-mod diagnostic;
-mod engine;
-mod exit_code;
-mod host;
-mod lint;
-mod logging;
-mod probe;
-mod redact;
-mod report;
-mod signals;
-mod testing;
-mod trace;
-
 use std::{process::ExitCode, time::Duration};
 
-use crate::{
+use rhai_probe::{
     cli::{CheckArgs, Cli, Command, RunArgs, TestArgs, VarArgs, VarValue},
     deadline::Deadline,
     exit_code::Exit,
     report::Reporter,
     trace::Trace,
 };
+use rhai_probe::{engine, host, lint, logging, probe, report, signals, testing, trace};
 
 fn main() -> ExitCode {
     let cli = match Cli::parse_args() {

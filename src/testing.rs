@@ -118,7 +118,12 @@ pub fn load_cases(path: &Path) -> Result<Vec<Case>, String> {
             host::io_reason(&e)
         )
     })?;
-    let file: CasesFile = toml::from_str(&text).map_err(|e| {
+    parse_cases(&text, &shown.to_string())
+}
+
+/// Check a cases file's text; `shown` names it in errors.
+pub fn parse_cases(text: &str, shown: &str) -> Result<Vec<Case>, String> {
+    let file: CasesFile = toml::from_str(text).map_err(|e| {
         let place = e
             .span()
             .map(|span| {

@@ -130,18 +130,27 @@ const SCHEMES: &str =
 
 /// The DSN as it may be shown anywhere, with its secrets remembered by `redact`.
 pub fn mask(text: &str) -> String {
-    if text.contains("://") || !text.contains('=') {
+    if url_scheme(text).is_some() || !text.contains('=') {
         return redact::mask_url(text);
     }
     match conninfo_pairs(text) {
         Ok(pairs) => {
             let mut out = String::with_capacity(text.len());
             let mut last = 0;
-            for pair in pairs
-                .iter()
-                .filter(|p| redact::sensitive_name(&p.key) && !p.value.is_empty())
-            {
+            // `host= password=x` gives host the value `password=x` (libpq skips the blank after
+            // `=`): hide a value that reads as a credential too, whatever key it landed under.
+            let sensitive = |p: &&Pair| {
+                !p.value.is_empty()
+                    && (redact::sensitive_name(&p.key)
+                        || p.value
+                            .split_once('=')
+                            .is_some_and(|(k, _)| redact::sensitive_name(k)))
+            };
+            for pair in pairs.iter().filter(sensitive) {
                 redact::remember(&pair.value);
+                if let Some((_, secret)) = pair.value.split_once('=') {
+                    redact::remember(secret);
+                }
                 out.push_str(&text[last..pair.start]);
                 out.push_str(redact::MASK);
                 last = pair.end;
@@ -154,6 +163,18 @@ pub fn mask(text: &str) -> String {
     }
 }
 
+/// The scheme when `text` starts like a URL (`name://`, RFC 3986's scheme characters), so that a
+/// `://` inside a key=value password does not make the whole string a URL.
+fn url_scheme(text: &str) -> Option<&str> {
+    let text = text.trim_start();
+    let end = text.find("://")?;
+    let scheme = &text[..end];
+    let mut chars = scheme.chars();
+    (chars.next()?.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)))
+    .then_some(scheme)
+}
+
 pub fn parse(text: &str) -> Result<Dsn, String> {
     let shown = mask(text);
     let fail = |message: String| format!("{shown}: {message}");
@@ -163,8 +184,8 @@ pub fn parse(text: &str) -> Result<Dsn, String> {
             "the DSN is empty; expected {SCHEMES}, e.g. postgres://user:password@host:5432/db"
         ));
     }
-    let mut raw = match text.split_once("://") {
-        Some((scheme, rest)) => parse_url(scheme, rest).map_err(fail)?,
+    let mut raw = match url_scheme(text) {
+        Some(scheme) => parse_url(scheme, &text[scheme.len() + 3..]).map_err(fail)?,
         None if text.contains('=') => parse_conninfo(text).map_err(fail)?,
         None => {
             return Err(fail(format!(
@@ -445,9 +466,11 @@ pub fn conninfo_pairs(text: &str) -> Result<Vec<Pair>, String> {
             let mut closed = false;
             while i < bytes.len() {
                 match bytes[i] {
+                    // An escaped character may be several bytes long (found by fuzz/dsn).
                     b'\\' if i + 1 < bytes.len() => {
-                        value.push(bytes[i + 1] as char);
-                        i += 2;
+                        let ch = text[i + 1..].chars().next().unwrap_or_default();
+                        value.push(ch);
+                        i += 1 + ch.len_utf8();
                     }
                     b'\'' => {
                         i += 1;
@@ -547,6 +570,25 @@ mod tests {
             d.shown,
             "host=127.0.0.1 port = 5432 user=app password=*** dbname=test sslmode=require"
         );
+    }
+
+    #[test]
+    fn fuzz_findings() {
+        // An escaped multi-byte character in a quoted value: once a panic.
+        let d = parse(r"host=h user=u password='p\é\'q' dbname=d").unwrap();
+        assert_eq!(d.password.as_deref(), Some("pé'q"));
+        // `host= password=x`: libpq gives host the value `password=x`; it is hidden all the same.
+        assert_eq!(
+            mask("host= password=n:#::.// dbname=test"),
+            "host= *** dbname=test"
+        );
+        // `://` inside a key=value password does not make the string a URL.
+        let text = "host=h user=u password=a://b-secret dbname=d";
+        assert_eq!(
+            parse(text).unwrap().password.as_deref(),
+            Some("a://b-secret")
+        );
+        assert!(!mask(text).contains("b-secret"));
     }
 
     #[test]

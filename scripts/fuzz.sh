@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Fuzz the parsers the project owns (fuzz/fuzz_targets: durations, --var, DSNs and their masking,
+# the cases file), each for SECONDS (default 30). A finding stops the script with the input saved
+# under fuzz/artifacts/TARGET/ and the command that replays it.
+#
+# cargo-fuzz builds with -Zsanitizer=address, a nightly flag; RUSTC_BOOTSTRAP=1 lets the one
+# stable toolchain here accept it. cargo-fuzz itself is installed under target/tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-30}
+version=0.13.2
+tools=$PWD/target/tools
+if ! "$tools/bin/cargo-fuzz" --version 2>/dev/null | grep -q "$version"; then
+    cargo install --quiet --locked --root "$tools" cargo-fuzz --version "$version"
+fi
+export RUSTC_BOOTSTRAP=1
+cd fuzz
+# Seeds: the shipped cases files, and a few values of each kind.
+mkdir -p corpus/cases corpus/duration corpus/var corpus/dsn
+cp ../scripts/*.cases.toml corpus/cases/
+for d in 500ms 2s 1m 0.5 " 1.5s " 3600; do printf '%s' "$d" >"corpus/duration/seed-${d// /_}"; done
+for v in url=http://127.0.0.1:8080/health max_load_pct=90 debug=true name=; do
+    printf '%s' "$v" >"corpus/var/seed-${v%%=*}"
+done
+for target in $("$tools/bin/cargo-fuzz" list); do
+    echo "fuzz: $target for ${seconds}s"
+    "$tools/bin/cargo-fuzz" run "$target" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 |
+        grep -E '^(stat::number_of_executed_units|stat::new_units_added)|panicked|SUMMARY|Test unit written|^thread' || true
+    if [ -n "$(ls "artifacts/$target" 2>/dev/null)" ]; then
+        echo "fuzz: $target found an input that fails; replay it with:" >&2
+        echo "  cd fuzz && RUSTC_BOOTSTRAP=1 $tools/bin/cargo-fuzz run $target artifacts/$target/$(ls "artifacts/$target" | head -1)" >&2
+        exit 1
+    fi
+done
+echo "fuzz: ok, nothing found in ${seconds}s per target"

@@ -156,7 +156,20 @@ pub struct Run {
     pub elapsed: Duration,
     /// Processes still alive after the run that carry its marker (see `Probe::run`).
     pub left_behind: Vec<String>,
+    /// The subcommand (`run`, `explain`, …).
+    pub command: String,
 }
+
+/// Every password and token the tests hand to the binary: none may appear in any output.
+pub const TEST_SECRETS: [&str; 7] = [
+    PG_PASSWORD,
+    MY_PASSWORD,
+    "fault-pw-4711",
+    "fault-tok-0815",
+    "hunter2secret",
+    "tok-abc-123",
+    "sk-live-9999",
+];
 
 impl Run {
     pub fn output(&self) -> String {
@@ -171,6 +184,27 @@ impl Run {
             "processes left behind: {:?}",
             self.left_behind
         );
+        assert!(
+            !self.stderr.contains("panicked"),
+            "the binary panicked:\n{}",
+            self.stderr
+        );
+        // kubelet keeps 10 KiB of a probe's output; a probe run must fit.
+        if self.command == "run" {
+            let size = self.stdout.len() + self.stderr.len();
+            assert!(
+                size < 10 * 1024,
+                "output is {size} bytes:\n{}",
+                self.output()
+            );
+        }
+        for secret in TEST_SECRETS {
+            assert!(
+                !self.output().contains(secret),
+                "{secret} leaked:\n{}",
+                self.output()
+            );
+        }
         assert_eq!(
             self.code, code,
             "exit code\nstdout: {}\nstderr: {}",
@@ -342,6 +376,7 @@ impl Probe {
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
             elapsed: started.elapsed(),
             left_behind: carrying(&format!("RHAI_PROBE_TEST_RUN={marker}")),
+            command: args.first().cloned().unwrap_or_default(),
         }
     }
 }

@@ -172,9 +172,9 @@ pub fn mask_line(line: &str) -> String {
     let chars: Vec<char> = line.chars().collect();
     let text: String = chars.iter().collect();
     let index = |byte: usize| text[..byte].chars().count();
-    // Where a URL or value that starts at `start` ends: at a stop character, but not at one
-    // escaped in a string literal (`\"` is part of a password, not the end of the string).
-    // Inside a string literal only its closing quote ends it (a password may hold `;` or `,`).
+    // Where a URL or value that starts at `start` ends: at whitespace; inside a string literal
+    // at its closing quote only (a password may hold `;` or `,`, and `\"` is part of it);
+    // outside one at any stop character.
     let end_of = |start: usize| {
         let quote = open_quote(&text[..start]);
         let mut escaped = false;

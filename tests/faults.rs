@@ -1,7 +1,9 @@
-//! Faults on the wire, each produced on loopback by the test itself, each with the same bar: the
-//! exit code, a piece of the one-line reason, finished by the deadline plus a margin, stdout and
-//! stderr under 10 KiB (kubelet keeps 10 KiB of a probe's output), and no secret anywhere —
-//! every URL carries a password and a token.
+//! Faults, each produced on loopback (or in a private mount namespace) by the test itself, each
+//! with the same bar: the exit code, a piece of the one-line reason, finished by the deadline plus
+//! a margin; and, checked by `Run::expect` for every run of every suite, stdout and stderr under
+//! 10 KiB (kubelet keeps 10 KiB of a probe's output), no test secret anywhere (every URL here
+//! carries a password and a token), no panic and no process left behind.
+//! docs/failure-modes.md is the table of these cases.
 
 mod support;
 
@@ -104,19 +106,7 @@ fn fault(answer: Answer, script: &str, timeout_ms: u64, code: i32, reason: &str)
         "took {:?}, limit {limit:?}",
         run.elapsed
     );
-    assert!(
-        run.stdout.len() + run.stderr.len() < 10 * 1024,
-        "output is {} bytes",
-        run.stdout.len() + run.stderr.len()
-    );
-    for secret in SECRETS {
-        assert!(
-            !run.output().contains(secret),
-            "{secret} leaked:\n{}",
-            run.output()
-        );
-    }
-    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    // Output size, secrets, panics and processes left behind: checked by `expect` for every run.
 }
 
 #[test]
@@ -585,19 +575,20 @@ fn a_resolver_that_never_answers_is_held_to_the_deadline() {
             "during dns_resolve(slow.example.test)",
         ),
     ] {
-        let run = Probe::script(script)
-            .wrapper(dns.clone())
-            .args(["--timeout", "800ms"])
-            .run();
-        eprintln!("{script}: {}", run.stdout.trim());
-        run.expect(code, reason);
-        assert!(
-            run.elapsed < Duration::from_millis(1800),
-            "{script}: {:?}",
-            run.elapsed
-        );
-        assert!(!run.output().contains(SECRETS[0]), "{}", run.output());
+        resolve_case(&dns, script, 800, code, reason);
     }
+}
+
+/// Run `script` behind the test resolver under a `timeout_ms` deadline, and hold it to the bar.
+#[track_caller]
+fn resolve_case(dns: &[String], script: &str, timeout_ms: u64, code: i32, reason: &str) {
+    let run = Probe::script(script)
+        .wrapper(dns.to_vec())
+        .args(["--timeout", &format!("{timeout_ms}ms")])
+        .run();
+    run.expect(code, reason);
+    let limit = Duration::from_millis(timeout_ms + 1000);
+    assert!(run.elapsed < limit, "{script}: {:?}", run.elapsed);
 }
 
 #[test]
@@ -619,17 +610,7 @@ fn a_name_that_does_not_exist_is_named() {
             "cannot resolve db.invalid",
         ),
     ] {
-        let run = Probe::script(script)
-            .wrapper(dns.clone())
-            .args(["--timeout", "2s"])
-            .run();
-        eprintln!("{script}: {}", run.stdout.trim());
-        run.expect(code, reason);
-        assert!(
-            run.elapsed < Duration::from_secs(3),
-            "{script}: {:?}",
-            run.elapsed
-        );
+        resolve_case(&dns, script, 2000, code, reason);
     }
 }
 

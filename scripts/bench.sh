@@ -205,9 +205,12 @@ PY
 "$python" scripts/bench/run.py "$work/spec.json" "$out" >/dev/null
 
 # A cross-check with hyperfine, which runs each command's runs in a block rather than interleaved.
-hyperfine -N --warmup 3 --runs $((runs > 50 ? 50 : runs)) --export-markdown "$work/hyperfine.md" \
+# -i: the article's check exits 1 whenever the machine's load is over 90% of its CPUs (right after
+# a build, say), and that must not abort the measurement. Its errors are kept for a failure.
+hyperfine -N -i --warmup 3 --runs $((runs > 50 ? 50 : runs)) --export-markdown "$work/hyperfine.md" \
   -n "rhai-probe run article.rhai" "$bin run $work/article.rhai" \
-  -n "curl -sf http://localhost/health" "curl -sf http://localhost/health" >/dev/null 2>&1
+  -n "curl -sf http://localhost/health" "curl -sf http://localhost/health" >"$work/hyperfine.log" 2>&1 \
+  || { log "hyperfine failed:"; cat "$work/hyperfine.log" >&2; exit 1; }
 {
   echo "## Cross-check with hyperfine"
   echo

@@ -43,7 +43,8 @@ impl Blocked {
             }
             let left = wake - now;
             let timeout = libc::timespec {
-                tv_sec: left.as_secs().min(i32::MAX as u64) as libc::time_t,
+                // `as _`: time_t is 32 or 64 bits depending on the libc (musl is changing it).
+                tv_sec: left.as_secs().min(i32::MAX as u64) as _,
                 tv_nsec: left.subsec_nanos() as libc::c_long,
             };
             // SAFETY: the set was initialised in `sigterm`; a null info pointer is allowed.

@@ -16,7 +16,7 @@ use std::{
 
 use support::Probe;
 
-const SECRETS: [&str; 2] = ["fault-pw-4711", "fault-tok-0815"];
+const SECRETS: [&str; 2] = [support::FAULT_PASSWORD, support::FAULT_TOKEN];
 
 /// What a scripted server does once it has read the request's headers.
 #[derive(Clone)]

@@ -160,12 +160,16 @@ pub struct Run {
     pub command: String,
 }
 
+/// The password and the token tests/faults.rs puts in every URL and DSN.
+pub const FAULT_PASSWORD: &str = "fault-pw-4711";
+pub const FAULT_TOKEN: &str = "fault-tok-0815";
+
 /// Every password and token the tests hand to the binary: none may appear in any output.
 pub const TEST_SECRETS: [&str; 7] = [
     PG_PASSWORD,
     MY_PASSWORD,
-    "fault-pw-4711",
-    "fault-tok-0815",
+    FAULT_PASSWORD,
+    FAULT_TOKEN,
     "hunter2secret",
     "tok-abc-123",
     "sk-live-9999",

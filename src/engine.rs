@@ -71,22 +71,22 @@ pub fn build(host: &Rc<Host>) -> Engine {
         .set_fail_on_invalid_map_property(true);
     engine.disable_symbol("eval");
 
-    let deadline = host.deadline;
+    let clock = host.clone();
     engine.on_progress(move |ops| {
         // Instant::now() is a vDSO call; every 256 operations is plenty to stop on time.
-        if ops & 0xff == 0 && deadline.expired() {
+        if ops & 0xff == 0 && clock.deadline().expired() {
             Some(Dynamic::from(STOPPED_RUNNING))
         } else {
             None
         }
     });
 
-    let printed = Rc::new(Cell::new(0usize));
-    let budget = printed.clone();
-    engine.on_print(move |text| log_script_output(&budget, log::Level::Info, text));
+    let printer = host.clone();
+    engine.on_print(move |text| log_script_output(&printer.printed, log::Level::Info, text));
+    let debugger = host.clone();
     engine.on_debug(move |text, _, pos| {
         let line = format!("{text} (line {})", pos.line().unwrap_or(0));
-        log_script_output(&printed, log::Level::Debug, &line);
+        log_script_output(&debugger.printed, log::Level::Debug, &line);
     });
 
     host::register(&mut engine, host);

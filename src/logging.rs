@@ -110,6 +110,21 @@ fn write_capped<W>(sink: &Sink<W>, line: &str, write: impl Fn(&str)) {
 
 /// How much to say on stderr: `-q` → errors, default → warnings, `-v` → info, `-vv` → debug.
 pub fn init(quiet: bool, verbose: u8, log_file: Option<&Path>) {
+    install(quiet, verbose, log_file, false);
+}
+
+/// `serve`: the same sinks, levels and scrubbing, but no per-run caps (a long-lived process has
+/// no run to cap; each evaluation's `print` output is still capped by the engine), and the
+/// server's own events (listening, verdict changes, reloads) at info by default: they are what
+/// the sidecar's `kubectl logs` is for. Host calls stay at -v, as in `run`.
+pub fn init_serve(quiet: bool, verbose: u8, log_file: Option<&Path>) {
+    install(quiet, verbose, log_file, true);
+}
+
+/// Records the server logs at info even without -v.
+pub const SERVE: &str = "rhai_probe::serve";
+
+fn install(quiet: bool, verbose: u8, log_file: Option<&Path>, serve: bool) {
     let rust_log = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty());
@@ -124,9 +139,11 @@ pub fn init(quiet: bool, verbose: u8, log_file: Option<&Path>) {
             }
         }
         // Only this crate's records: the HTTP and TLS crates' debug output is not for users.
-        b.filter_module(ours, level)
-            .filter_module(VERDICT, level)
-            .build()
+        b.filter_module(ours, level).filter_module(VERDICT, level);
+        if serve && !quiet {
+            b.filter_module(SERVE, level.max(LevelFilter::Info));
+        }
+        b.build()
     };
     let stderr_level = match (quiet, verbose) {
         (true, _) => LevelFilter::Error,
@@ -157,13 +174,13 @@ pub fn init(quiet: bool, verbose: u8, log_file: Option<&Path>) {
             filter: filter(stderr_level),
             out: std::io::stderr(),
             written: AtomicUsize::new(0),
-            cap: STDERR_BYTES,
+            cap: if serve { usize::MAX } else { STDERR_BYTES },
         },
         file: opened.map(|f| Sink {
             filter: filter(file_level),
             out: Mutex::new(f),
             written: AtomicUsize::new(0),
-            cap: FILE_BYTES,
+            cap: if serve { usize::MAX } else { FILE_BYTES },
         }),
     };
     let max = logger.stderr.filter.filter().max(

@@ -24,7 +24,7 @@ pub struct Script {
 }
 
 /// How a run ended.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Verdict {
     pub exit: Exit,
     /// The one-line reason, without the `label:` prefix and the elapsed time.
@@ -188,22 +188,39 @@ pub fn run(
     }
     let engine = engine::build(&host);
     let mut scope = scope_of(&host.vars);
-    let mut verdict = match compile(&engine, &scope, script) {
+    let verdict = match compile(&engine, &scope, script) {
         Ok(ast) => {
-            let result = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
-            let verdict = match result {
-                Ok(value) => judge(&script.name, value, trace),
-                Err(err) => classify(&script.name, *err, trace, deadline),
-            };
+            let verdict = evaluate(&engine, &ast, &mut scope, &script.name, trace, deadline);
             // Freeing the AST and the engine's function tables is work the OS does for free at
             // exit; this binary starts and exits in every pod every probe period.
             std::mem::forget(ast);
             verdict
         }
-        Err(verdict) => verdict,
+        Err(mut verdict) => {
+            verdict.elapsed = deadline.elapsed();
+            verdict
+        }
     };
     std::mem::forget(engine);
     std::mem::forget(scope);
+    verdict
+}
+
+/// Evaluate a compiled script once and judge the result: the one step `run` and `serve` share.
+/// The engine must have been built on a `Host` whose deadline is `deadline` and whose trace is
+/// `trace`.
+pub fn evaluate(
+    engine: &Engine,
+    ast: &AST,
+    scope: &mut Scope,
+    source: &str,
+    trace: &Trace,
+    deadline: Deadline,
+) -> Verdict {
+    let mut verdict = match engine.eval_ast_with_scope::<Dynamic>(scope, ast) {
+        Ok(value) => judge(source, value, trace),
+        Err(err) => classify(source, *err, trace, deadline),
+    };
     verdict.elapsed = deadline.elapsed();
     verdict
 }

@@ -173,6 +173,16 @@ impl Trace {
         t.checks.push(check);
     }
 
+    /// Empty the trace for the next evaluation (`serve`), returning what it held.
+    pub fn take(&self) -> Inner {
+        std::mem::take(&mut *self.lock())
+    }
+
+    /// A trace holding `inner`: a finished evaluation, kept for reporting.
+    pub fn of(inner: Inner) -> Trace {
+        Trace(Arc::new(Mutex::new(inner)))
+    }
+
     pub fn set_phase(&self, phase: &'static str) {
         self.lock().phase = phase;
     }

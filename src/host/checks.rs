@@ -136,7 +136,7 @@ fn sleep(host: &Host, ctx: &NativeCallContext, seconds: f64) -> RhaiResult<()> {
         return Ok(());
     }
     let wanted = Duration::from_secs_f64(seconds.min(86_400.0));
-    let left = host.deadline.remaining();
+    let left = host.deadline().remaining();
     if wanted >= left {
         std::thread::sleep(left);
         return Err(deadline_error(

@@ -19,7 +19,12 @@ pub mod system;
 pub mod tcp;
 pub mod tls;
 
-use std::{cell::OnceCell, fmt, rc::Rc, time::Instant};
+use std::{
+    cell::{Cell, OnceCell},
+    fmt,
+    rc::Rc,
+    time::Instant,
+};
 
 use rhai::{Dynamic, Engine, EvalAltResult, NativeCallContext, Position};
 
@@ -30,9 +35,12 @@ use crate::{
 
 pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
-/// What every host function shares for one probe run.
+/// What every host function shares for one probe run; `serve` reuses it (and the engine built
+/// on it) for every evaluation of a probe, starting each with [`Host::restart`].
 pub struct Host {
-    pub deadline: Deadline,
+    deadline: Cell<Deadline>,
+    /// Bytes of `print`/`debug` output logged in this evaluation (see `engine::limits`).
+    pub printed: Cell<usize>,
     pub trace: Trace,
     /// The script's display name, for log records.
     pub source: String,
@@ -47,13 +55,27 @@ pub struct Host {
 impl Host {
     pub fn new(deadline: Deadline, trace: Trace, source: String, vars: rhai::Map) -> Rc<Self> {
         Rc::new(Host {
-            deadline,
+            deadline: Cell::new(deadline),
+            printed: Cell::new(0),
             trace,
             source,
             vars,
             http_agent: OnceCell::new(),
             stubs: None,
         })
+    }
+
+    /// The current evaluation's deadline.
+    pub fn deadline(&self) -> Deadline {
+        self.deadline.get()
+    }
+
+    /// Start another evaluation with the same engine: a new deadline, a fresh print budget and
+    /// an empty trace. Returns the previous evaluation's trace.
+    pub fn restart(&self, deadline: Deadline) -> crate::trace::Inner {
+        self.deadline.set(deadline);
+        self.printed.set(0);
+        self.trace.take()
     }
 
     /// Run one host call under the deadline and record it in the trace.
@@ -69,7 +91,7 @@ impl Host {
         f: impl FnOnce(std::time::Duration) -> Result<(T, Outcome), HostError>,
     ) -> RhaiResult<T> {
         let position = ctx.call_position();
-        let Some(budget) = self.deadline.clamp(own_timeout) else {
+        let Some(budget) = self.deadline().clamp(own_timeout) else {
             return Err(deadline_error(format!("before {what}"), position));
         };
         let index = self.trace.begin(function, what.clone(), position.into());
@@ -78,7 +100,7 @@ impl Host {
         let elapsed = started.elapsed();
         // A call that did not succeed once the deadline has passed was cut short by it: say so,
         // rather than blaming the peer for a timeout the deadline imposed.
-        let cut_short = self.deadline.expired()
+        let cut_short = self.deadline().expired()
             && !matches!(result, Ok((_, Outcome::Pass(_))) | Err(HostError::Fault(_)));
         if cut_short {
             self.trace.finish(

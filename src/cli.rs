@@ -5,6 +5,8 @@ use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod serve;
+
 /// The exit-code table shown by `--help`; a unit test keeps it equal to `Exit::ALL`.
 pub const EXIT_HELP: &str = "\
 Exit codes:
@@ -95,6 +97,15 @@ pub enum Command {
     /// Writes DIR/rhai-probe (mode 0755) through a temporary file and a rename, so the app's
     /// image needs no rebuild and this image no shell. Exits 0 when copied, 1 when it could not be (the reason on stderr).
     Install(InstallArgs),
+    /// Answer HTTP health checks (kubelet's httpGet probes) from probe scripts, with /metrics.
+    ///
+    /// A long-lived sidecar: each probe's script is compiled once; a request evaluates it
+    /// unless a result younger than --cache exists, and concurrent requests share one
+    /// evaluation. Scripts are recompiled when their file changes (a ConfigMap update
+    /// included); a script that no longer compiles keeps the last good version running.
+    /// At least one --probe or --dir. Details: docs/serve.md.
+    #[command(after_help = serve::SERVE_HELP)]
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Args, Debug)]
@@ -156,19 +167,26 @@ pub struct RunArgs {
     #[command(flatten)]
     pub vars: VarArgs,
 
-    /// Append log records to this file too (/proc/1/fd/1 puts them in `kubectl logs`).
-    #[arg(long, value_name = "PATH")]
-    pub log_file: Option<PathBuf>,
-
     /// The verdict's format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Where log records go and how many: `run`, `explain` and `serve` share these.
+#[derive(Args, Debug, Default)]
+pub struct LogArgs {
+    /// Append log records to this file too (/proc/1/fd/1 puts them in `kubectl logs`).
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
 
     /// More log output on stderr: -v for each host call, -vv for debug.
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
-    /// Only errors on stderr (the verdict line is always printed).
+    /// Only errors on stderr (a verdict line on stdout is always printed).
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -183,12 +201,30 @@ pub struct CheckArgs {
     pub vars: VarArgs,
 }
 
-#[derive(Args, Debug, Default)]
+#[derive(Args, Clone, Debug, Default)]
 pub struct VarArgs {
     /// A constant visible in the script as NAME (repeatable). Integers, floats and true/false are
     /// typed; anything else is a string ("quote" a value to force a string).
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<Var>,
+}
+
+impl VarArgs {
+    /// The values as the script sees them.
+    pub fn to_map(&self) -> rhai::Map {
+        self.vars
+            .iter()
+            .map(|v| {
+                let value = match &v.value {
+                    VarValue::Int(i) => (*i).into(),
+                    VarValue::Float(f) => (*f).into(),
+                    VarValue::Bool(b) => (*b).into(),
+                    VarValue::Str(s) => s.clone().into(),
+                };
+                (v.name.as_str().into(), value)
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod probe;
 pub mod redact;
 pub mod report;
+pub mod serve;
 pub mod signals;
 pub mod testing;
 pub mod trace;

@@ -20,7 +20,7 @@ use std::{
 use env_filter::{Builder, Filter};
 use log::{LevelFilter, Log, Metadata, Record};
 
-use crate::redact;
+use crate::{cli::LogArgs, redact};
 
 /// Bytes of log output per run on stderr: kubelet keeps 10 KiB of a failed probe's output.
 const STDERR_BYTES: usize = 6 * 1024;
@@ -109,16 +109,16 @@ fn write_capped<W>(sink: &Sink<W>, line: &str, write: impl Fn(&str)) {
 }
 
 /// How much to say on stderr: `-q` → errors, default → warnings, `-v` → info, `-vv` → debug.
-pub fn init(quiet: bool, verbose: u8, log_file: Option<&Path>) {
-    install(quiet, verbose, log_file, false);
+pub fn init(args: &LogArgs) {
+    install(args.quiet, args.verbose, args.log_file.as_deref(), false);
 }
 
 /// `serve`: the same sinks, levels and scrubbing, but no per-run caps (a long-lived process has
 /// no run to cap; each evaluation's `print` output is still capped by the engine), and the
 /// server's own events (listening, verdict changes, reloads) at info by default: they are what
 /// the sidecar's `kubectl logs` is for. Host calls stay at -v, as in `run`.
-pub fn init_serve(quiet: bool, verbose: u8, log_file: Option<&Path>) {
-    install(quiet, verbose, log_file, true);
+pub fn init_serve(args: &LogArgs) {
+    install(args.quiet, args.verbose, args.log_file.as_deref(), true);
 }
 
 /// Records the server logs at info even without -v.

@@ -7,7 +7,7 @@
 use std::{process::ExitCode, time::Duration};
 
 use rhai_probe::{
-    cli::{CheckArgs, Cli, Command, RunArgs, TestArgs, VarArgs, VarValue},
+    cli::{CheckArgs, Cli, Command, LogArgs, RunArgs, TestArgs, VarArgs},
     deadline::Deadline,
     exit_code::Exit,
     report::Reporter,
@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Test(args) => test(args),
         Command::Install(args) => return install(&args.dir),
+        Command::Serve(args) => return rhai_probe::serve::run(args),
         Command::Functions(args) => {
             print!("{}", host::reference(args.format));
             return ExitCode::SUCCESS;
@@ -75,7 +76,7 @@ const WATCHDOG_GRACE: Duration = Duration::from_millis(100);
 /// `run`, or with `explain` the same run reported for a person.
 fn run(args: RunArgs, explain: bool) -> Exit {
     let deadline = Deadline::start(args.timeout.0);
-    logging::init(args.quiet, args.verbose, args.log_file.as_deref());
+    logging::init(&args.log);
     let trace = Trace::default();
     let reporter = Reporter {
         format: args.format,
@@ -146,7 +147,10 @@ fn spawn_watchdog(deadline: Deadline, reporter: Reporter, trace: Trace) {
 
 /// `test`: the script once per case, against the case's stubs.
 fn test(args: TestArgs) -> Exit {
-    logging::init(true, 0, None);
+    logging::init(&LogArgs {
+        quiet: true,
+        ..LogArgs::default()
+    });
     let script = match probe::load(&args.script) {
         Ok(script) => script,
         Err(verdict) => {
@@ -200,7 +204,7 @@ fn test(args: TestArgs) -> Exit {
 }
 
 fn check(args: CheckArgs) -> Exit {
-    logging::init(false, 0, None);
+    logging::init(&LogArgs::default());
     let vars = vars(&args.vars);
     let mut failed = 0;
     for path in &args.scripts {
@@ -246,16 +250,5 @@ fn check(args: CheckArgs) -> Exit {
 }
 
 fn vars(args: &VarArgs) -> rhai::Map {
-    args.vars
-        .iter()
-        .map(|v| {
-            let value = match &v.value {
-                VarValue::Int(i) => (*i).into(),
-                VarValue::Float(f) => (*f).into(),
-                VarValue::Bool(b) => (*b).into(),
-                VarValue::Str(s) => s.clone().into(),
-            };
-            (v.name.as_str().into(), value)
-        })
-        .collect()
+    args.to_map()
 }

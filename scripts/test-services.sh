@@ -4,7 +4,9 @@
 #   MariaDB    on 127.0.0.1:3306 (root with an empty password, database test)
 #   Redis      on 127.0.0.1:6379 (no password; the tests start private ones with passwords)
 # plus the server binaries (initdb, postgres) the tests use to start private PostgreSQL servers
-# with password authentication, and openssl for test certificates. Idempotent; run as root.
+# with password authentication, openssl for test certificates, and Debian's prometheus-client for
+# /usr/bin/python3 (the serve tests parse /metrics with its OpenMetrics parser). Idempotent; run
+# as root.
 #   scripts/test-services.sh && cargo test
 set -euo pipefail
 
@@ -15,6 +17,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+/usr/bin/python3 -c 'import prometheus_client.openmetrics.parser' >/dev/null 2>&1 \
+  || need+=(python3-prometheus-client)
 fresh_pg=0 fresh_my=0
 if ((${#need[@]})); then
   log "installing ${need[*]}"

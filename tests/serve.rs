@@ -1,0 +1,831 @@
+//! `rhai-probe serve` over real HTTP: the server is the real binary on a loopback port, its peers
+//! are real servers the tests start, and every test waits a bounded time.
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use support::{temp_dir, BIN, TEST_SECRETS};
+
+/// A peer that counts its hits, answers with a settable status after a settable delay.
+struct Peer {
+    port: u16,
+    hits: Arc<AtomicUsize>,
+    status: Arc<AtomicU16>,
+    delay_ms: Arc<AtomicU64>,
+}
+
+impl Peer {
+    fn start() -> Peer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let status = Arc::new(AtomicU16::new(200));
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (h, s, d) = (hits.clone(), status.clone(), delay_ms.clone());
+        thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let (h, s, d) = (h.clone(), s.clone(), d.clone());
+                thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                    }
+                    h.fetch_add(1, Ordering::SeqCst);
+                    thread::sleep(Duration::from_millis(d.load(Ordering::SeqCst)));
+                    let code = s.load(Ordering::SeqCst);
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    );
+                    let _ = stream.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        Peer {
+            port,
+            hits,
+            status,
+            delay_ms,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/health", self.port)
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// One `rhai-probe serve` process; stopped (SIGTERM, then SIGKILL) when dropped.
+struct Server {
+    child: Option<Child>,
+    port: u16,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("RHAI_PROBE_TIMEOUT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut reader = BufReader::new(child.stderr.take().unwrap());
+        let sink = stderr.clone();
+        thread::spawn(move || {
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                if let Some(rest) = line.split("listening on http://127.0.0.1:").nth(1) {
+                    let port: u16 = rest.split(' ').next().unwrap().parse().unwrap();
+                    let _ = tx.send(port);
+                }
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("serve did not start:\n{}", stderr.lock().unwrap())
+            });
+        Server {
+            child: Some(child),
+            port,
+            stderr,
+        }
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        request(self.port, "GET", path, &[])
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn metrics(&self) -> String {
+        let reply = self.get("/metrics");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body
+    }
+
+    /// SIGTERM; the exit code, bounded by `within`.
+    fn terminate(&mut self, within: Duration) -> i32 {
+        let mut child = self.child.take().unwrap();
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            if started.elapsed() > within {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("serve still running {within:?} after SIGTERM");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stop the server and hold its whole log to the bar every run is held to.
+    fn finish(mut self) -> String {
+        assert_eq!(
+            self.terminate(Duration::from_secs(5)),
+            0,
+            "{}",
+            self.stderr()
+        );
+        thread::sleep(Duration::from_millis(50));
+        let log = self.stderr();
+        assert!(!log.contains("panicked"), "serve panicked:\n{log}");
+        for secret in TEST_SECRETS {
+            assert!(!log.contains(secret), "{secret} leaked:\n{log}");
+        }
+        log
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+/// One HTTP/1.1 request on a fresh connection (as kubelet makes them), bounded by 10 s.
+fn request(port: u16, method: &str, path: &str, headers: &[&str]) -> Reply {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (headers, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {raw:?}"));
+    Reply {
+        status,
+        headers: headers.to_ascii_lowercase(),
+        body: body.to_string(),
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Poll `f` every 100 ms for at most `limit`; the last value it returned.
+fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if started.elapsed() > limit {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A directory laid out as kubelet mounts a ConfigMap: `NAME.rhai -> ..data/NAME.rhai`,
+/// `..data -> ..GEN`. `update` swaps `..data` atomically, as kubelet does.
+struct ConfigMap {
+    dir: PathBuf,
+    generation: usize,
+}
+
+impl ConfigMap {
+    fn new(name: &str, files: &[(&str, &str)]) -> ConfigMap {
+        let mut map = ConfigMap {
+            dir: temp_dir(name),
+            generation: 0,
+        };
+        map.update(files);
+        for (file, _) in files {
+            std::os::unix::fs::symlink(format!("..data/{file}"), map.dir.join(file)).unwrap();
+        }
+        map
+    }
+
+    fn update(&mut self, files: &[(&str, &str)]) {
+        self.generation += 1;
+        let gen = format!(
+            "..2026_11_25_00_00_{:02}.{}",
+            self.generation, self.generation
+        );
+        std::fs::create_dir(self.dir.join(&gen)).unwrap();
+        for (file, text) in files {
+            std::fs::write(self.dir.join(&gen).join(file), text).unwrap();
+        }
+        let tmp = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&gen, &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.join("..data")).unwrap();
+    }
+}
+
+fn http_script(peer: &Peer) -> String {
+    format!("http_get(\"{}\").status == 200\n", peer.url())
+}
+
+#[test]
+fn healthy_is_200_and_a_broken_peer_is_503() {
+    let peer = Peer::start();
+    let dir = temp_dir("serve-basic");
+    let script = write(&dir, "web.rhai", &http_script(&peer));
+    let server = Server::start(&[
+        "--probe",
+        &format!("web={}", script.display()),
+        "--cache",
+        "0",
+    ]);
+
+    let reply = server.get("/probe/web");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(reply.body.starts_with("healthy: "), "{}", reply.body);
+    assert!(
+        reply.headers.contains("content-type: text/plain"),
+        "{}",
+        reply.headers
+    );
+    assert!(
+        reply.headers.contains("cache-control: no-store"),
+        "{}",
+        reply.headers
+    );
+
+    peer.status.store(503, Ordering::SeqCst);
+    let reply = server.get("/probe/web");
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert!(
+        reply
+            .body
+            .starts_with(&format!("unhealthy: GET {} -> 503 (", peer.url())),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("web.rhai:1:1)"), "{}", reply.body);
+
+    // The peer gone entirely: a transport failure is a check error, still 503.
+    drop(peer);
+    let log = server.finish();
+    assert!(log.contains("probe web: healthy:"), "{log}");
+    assert!(log.contains("probe web: unhealthy:"), "{log}");
+}
+
+#[test]
+fn json_head_aliases_unknown_paths_and_methods() {
+    let dir = temp_dir("serve-routes");
+    let live = write(&dir, "liveness.rhai", "1 + 1 == 2\n");
+    let ready = write(
+        &dir,
+        "readiness.rhai",
+        // A password in a URL: never in a body, a header or the log.
+        "check(\"closed\", !tcp_open(\"127.0.0.1\", 1, #{timeout: \"200ms\"}));\nlet url = \"http://probe:hunter2secret@127.0.0.1:1/x\";\nfalse\n",
+    );
+    let server = Server::start(&[
+        "--probe",
+        live.to_str().unwrap(),
+        "--probe",
+        ready.to_str().unwrap(),
+    ]);
+    assert_eq!(server.get("/livez").status, 200);
+    let ready = server.get("/readyz");
+    assert_eq!(ready.status, 503, "{ready:?}");
+    assert_eq!(
+        server.get("/startupz").status,
+        404,
+        "no probe named startup"
+    );
+
+    let json = request(
+        server.port,
+        "GET",
+        "/probe/liveness",
+        &["Accept: application/json"],
+    );
+    assert_eq!(json.status, 200);
+    assert!(
+        json.headers.contains("content-type: application/json"),
+        "{}",
+        json.headers
+    );
+    let doc: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    assert_eq!(doc["verdict"], "healthy", "{doc}");
+    assert_eq!(doc["probe"], "liveness", "{doc}");
+    assert_eq!(doc["exit_code"], 0, "{doc}");
+
+    let head = request(server.port, "HEAD", "/probe/readiness", &[]);
+    assert_eq!(head.status, 503);
+    assert_eq!(head.body, "", "HEAD has no body");
+
+    let post = request(server.port, "POST", "/probe/liveness", &[]);
+    assert_eq!(post.status, 405, "{post:?}");
+    assert!(
+        post.headers.contains("allow: get, head"),
+        "{}",
+        post.headers
+    );
+
+    let missing = server.get("/probe/nope");
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.body.contains("/probe/liveness"),
+        "lists the routes: {}",
+        missing.body
+    );
+    assert!(missing.body.contains("/readyz"), "{}", missing.body);
+    assert_eq!(server.get("/").status, 404);
+    for reply in [ready, json, missing] {
+        for secret in TEST_SECRETS {
+            assert!(!reply.body.contains(secret), "{secret} in {}", reply.body);
+        }
+    }
+    server.finish();
+}
+
+#[test]
+fn a_cached_result_is_reused_and_concurrent_requests_share_one_evaluation() {
+    let peer = Peer::start();
+    peer.delay_ms.store(400, Ordering::SeqCst);
+    let dir = temp_dir("serve-cache");
+    let script = write(&dir, "web.rhai", &http_script(&peer));
+    let server = Server::start(&[
+        "--probe",
+        &format!("web={}", script.display()),
+        "--cache",
+        "30s",
+        "--timeout",
+        "5s",
+    ]);
+    let port = server.port;
+    let replies: Vec<Reply> = (0..8)
+        .map(|_| thread::spawn(move || request(port, "GET", "/probe/web", &[])))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    assert!(replies.iter().all(|r| r.status == 200), "{replies:?}");
+    assert_eq!(peer.hits(), 1, "8 concurrent requests, one evaluation");
+    for _ in 0..5 {
+        assert_eq!(server.get("/probe/web").status, 200);
+    }
+    assert_eq!(peer.hits(), 1, "within --cache, no new evaluation");
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains("probe_evaluations_total{probe=\"web\"} 1\n"),
+        "{metrics}"
+    );
+    server.finish();
+
+    // --cache 0: every request evaluates, one after the other.
+    let server = Server::start(&[
+        "--probe",
+        &format!("web={}", script.display()),
+        "--cache",
+        "0",
+    ]);
+    peer.delay_ms.store(0, Ordering::SeqCst);
+    let before = peer.hits();
+    for _ in 0..3 {
+        assert_eq!(server.get("/probe/web").status, 200);
+    }
+    assert_eq!(peer.hits() - before, 3);
+    server.finish();
+}
+
+#[test]
+fn a_result_older_than_the_cache_is_never_served() {
+    let peer = Peer::start();
+    let dir = temp_dir("serve-max-age");
+    let script = write(&dir, "web.rhai", &http_script(&peer));
+    let server = Server::start(&[
+        "--probe",
+        &format!("web={}", script.display()),
+        "--cache",
+        "300ms",
+    ]);
+    assert_eq!(server.get("/probe/web").status, 200);
+    peer.status.store(500, Ordering::SeqCst);
+    thread::sleep(Duration::from_millis(400));
+    let reply = server.get("/probe/web");
+    assert_eq!(
+        reply.status, 503,
+        "the healthy result is older than --cache: {reply:?}"
+    );
+    assert_eq!(peer.hits(), 2);
+    server.finish();
+}
+
+#[test]
+fn a_peer_that_never_answers_ends_at_the_deadline() {
+    let hole = support::black_hole();
+    let dir = temp_dir("serve-deadline");
+    let script = write(
+        &dir,
+        "slow.rhai",
+        &format!("http_get(\"http://127.0.0.1:{hole}/\").ok\n"),
+    );
+    let server = Server::start(&[
+        "--probe",
+        &format!("slow={}", script.display()),
+        "--timeout",
+        "300ms",
+    ]);
+    let started = Instant::now();
+    let reply = server.get("/probe/slow");
+    assert!(
+        started.elapsed() < Duration::from_millis(1300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(reply.status, 503);
+    assert!(
+        reply.body.starts_with(&format!(
+            "deadline: the 300 ms deadline passed during GET http://127.0.0.1:{hole}/"
+        )),
+        "{}",
+        reply.body
+    );
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains("probe_failures_total{probe=\"slow\",reason=\"deadline\"} 1\n"),
+        "{metrics}"
+    );
+    server.finish();
+}
+
+#[test]
+fn a_configmap_update_reloads_the_script_and_a_bad_one_keeps_the_last_good() {
+    let mut map = ConfigMap::new("serve-reload", &[("app.rhai", "true\n")]);
+    let server = Server::start(&["--dir", map.dir.to_str().unwrap(), "--cache", "0"]);
+    assert_eq!(server.get("/probe/app").status, 200);
+
+    map.update(&[("app.rhai", "// now failing\nfalse\n")]);
+    let reloaded = eventually(Duration::from_secs(5), || {
+        (server.get("/probe/app").status == 503).then_some(())
+    });
+    assert!(
+        reloaded.is_some(),
+        "no reload within 5 s:\n{}",
+        server.stderr()
+    );
+
+    // A script that no longer compiles: logged with its position, the last good one keeps
+    // answering, and /metrics says so.
+    map.update(&[("app.rhai", "let x = ;\ntrue\n")]);
+    let reported = eventually(Duration::from_secs(5), || {
+        server
+            .metrics()
+            .contains("probe_script_error{probe=\"app\"} 1\n")
+            .then_some(())
+    });
+    assert!(reported.is_some(), "{}", server.metrics());
+    let reply = server.get("/probe/app");
+    assert_eq!(
+        reply.status, 503,
+        "still the last good script (false): {reply:?}"
+    );
+    assert!(reply.body.contains("returned false"), "{}", reply.body);
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains("probe_script_reloads_total{probe=\"app\",result=\"error\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("probe_script_reloads_total{probe=\"app\",result=\"ok\"} 1\n"),
+        "{metrics}"
+    );
+
+    // Fixed again.
+    map.update(&[("app.rhai", "true\n")]);
+    let fixed = eventually(Duration::from_secs(5), || {
+        (server.get("/probe/app").status == 200).then_some(())
+    });
+    assert!(fixed.is_some(), "{}", server.stderr());
+    assert!(server
+        .metrics()
+        .contains("probe_script_error{probe=\"app\"} 0\n"));
+    let log = server.finish();
+    assert!(
+        log.contains("app.rhai:1:9"),
+        "the error's position is logged:\n{log}"
+    );
+    assert!(
+        log.contains("still running the last version that compiled"),
+        "{log}"
+    );
+}
+
+#[test]
+fn probes_come_and_go_with_the_directory() {
+    let dir = temp_dir("serve-dir");
+    write(&dir, "one.rhai", "true\n");
+    write(&dir, "notes.txt", "not a probe\n");
+    let server = Server::start(&["--dir", dir.to_str().unwrap()]);
+    assert_eq!(server.get("/probe/one").status, 200);
+    assert_eq!(server.get("/probe/notes").status, 404);
+
+    write(&dir, "two.rhai", "false\n");
+    let added = eventually(Duration::from_secs(5), || {
+        (server.get("/probe/two").status == 503).then_some(())
+    });
+    assert!(added.is_some(), "{}", server.stderr());
+    std::fs::remove_file(dir.join("one.rhai")).unwrap();
+    let removed = eventually(Duration::from_secs(5), || {
+        (server.get("/probe/one").status == 404).then_some(())
+    });
+    assert!(removed.is_some(), "{}", server.stderr());
+    assert!(
+        !server.metrics().contains("probe=\"one\""),
+        "{}",
+        server.metrics()
+    );
+    server.finish();
+}
+
+#[test]
+fn a_script_that_does_not_compile_at_start_answers_503_with_its_position() {
+    let dir = temp_dir("serve-broken");
+    let script = write(&dir, "broken.rhai", "let x = ;\ntrue\n");
+    let server = Server::start(&["--probe", script.to_str().unwrap()]);
+    let reply = server.get("/probe/broken");
+    assert_eq!(reply.status, 503);
+    assert!(reply.body.starts_with("script fault: "), "{}", reply.body);
+    assert!(reply.body.contains("broken.rhai:1:9"), "{}", reply.body);
+    assert!(server
+        .metrics()
+        .contains("probe_script_error{probe=\"broken\"} 1\n"));
+    server.finish();
+}
+
+/// The exposition, parsed by the Prometheus project's own Python client (its OpenMetrics
+/// parser, strict about the format): `(name, labels, value)` per sample.
+fn parse_openmetrics(text: &str) -> Vec<(String, serde_json::Value, f64)> {
+    let code = "import sys, json\n\
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
+out = [[s.name, s.labels, s.value] for f in parse(sys.stdin.read()) for s in f.samples]\n\
+print(json.dumps(out))\n";
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", code])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 (scripts/test-services.sh installs python3-prometheus-client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser rejected /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<(String, serde_json::Value, f64)> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    samples
+}
+
+#[test]
+fn metrics_parse_as_openmetrics() {
+    let peer = Peer::start();
+    let dir = temp_dir("serve-metrics");
+    let web = write(&dir, "web.rhai", &http_script(&peer));
+    let down = write(
+        &dir,
+        "down.rhai",
+        "check(\"port\", tcp_open(\"127.0.0.1\", 1, #{timeout: \"100ms\"}));\n",
+    );
+    let server = Server::start(&[
+        "--probe",
+        &format!("web={}", web.display()),
+        "--probe",
+        &format!("down={}", down.display()),
+        "--cache",
+        "0",
+    ]);
+    for _ in 0..3 {
+        server.get("/probe/web");
+    }
+    server.get("/probe/down");
+    let reply = server.get("/metrics");
+    assert!(
+        reply
+            .headers
+            .contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{}",
+        reply.headers
+    );
+    let samples = parse_openmetrics(&reply.body);
+    let value = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        samples
+            .iter()
+            .find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l[*k] == *v))
+            .map(|s| s.2)
+    };
+    assert_eq!(value("probe_success", &[("probe", "web")]), Some(1.0));
+    assert_eq!(value("probe_success", &[("probe", "down")]), Some(0.0));
+    assert_eq!(
+        value("probe_evaluations_total", &[("probe", "web")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        value(
+            "probe_failures_total",
+            &[("probe", "down"), ("reason", "unhealthy")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            "probe_host_calls_total",
+            &[
+                ("probe", "web"),
+                ("function", "http_get"),
+                ("outcome", "pass")
+            ]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        value(
+            "probe_host_calls_total",
+            &[
+                ("probe", "down"),
+                ("function", "tcp_open"),
+                ("outcome", "fail")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            "probe_host_call_duration_seconds_count",
+            &[("probe", "web"), ("function", "http_get")]
+        ),
+        Some(3.0)
+    );
+    let duration = value("probe_duration_seconds", &[("probe", "web")]).unwrap();
+    assert!(duration > 0.0 && duration < 1.0, "{duration}");
+    let at = value(
+        "probe_last_evaluation_timestamp_seconds",
+        &[("probe", "web")],
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - at).abs() < 60.0, "{at} vs {now}");
+    assert_eq!(value("probe_script_error", &[("probe", "web")]), Some(0.0));
+    server.finish();
+}
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_then_exits_0() {
+    let peer = Peer::start();
+    peer.delay_ms.store(600, Ordering::SeqCst);
+    let dir = temp_dir("serve-sigterm");
+    let script = write(&dir, "web.rhai", &http_script(&peer));
+    let mut server = Server::start(&[
+        "--probe",
+        &format!("web={}", script.display()),
+        "--timeout",
+        "3s",
+    ]);
+    let port = server.port;
+    let in_flight = thread::spawn(move || request(port, "GET", "/probe/web", &[]));
+    let asked = eventually(Duration::from_secs(5), || (peer.hits() == 1).then_some(()));
+    assert!(asked.is_some());
+    let started = Instant::now();
+    assert_eq!(
+        server.terminate(Duration::from_secs(5)),
+        0,
+        "{}",
+        server.stderr()
+    );
+    let reply = in_flight.join().unwrap();
+    assert_eq!(
+        reply.status, 200,
+        "the request in flight was answered: {reply:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "it waited for the answer"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "no longer listening"
+    );
+    let log = server.stderr();
+    assert!(log.contains("SIGTERM: not accepting connections"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+}
+
+#[test]
+fn bad_starts_say_what_to_do() {
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("serve")
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = run(&["--listen", "127.0.0.1:0"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no probes: give --probe NAME=SCRIPT"), "{err}");
+
+    let (code, err) = run(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--probe",
+        "x=/nonexistent/x.rhai",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("probe x: /nonexistent/x.rhai: cannot read the script: no such file"),
+        "{err}"
+    );
+
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = temp_dir("serve-bad-start");
+    let script = write(&dir, "a.rhai", "true");
+    let (code, err) = run(&["--listen", &addr, "--probe", script.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("cannot listen on {addr}: address already in use")),
+        "{err}"
+    );
+
+    let (code, err) = run(&["--listen", "8099", "--probe", "a.rhai"]);
+    assert_eq!(code, 64);
+    assert!(err.contains("e.g. 0.0.0.0:8099"), "{err}");
+
+    let (code, err) = run(&[
+        "--listen",
+        ":0",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--probe",
+        script.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("two probes are named \"a\""), "{err}");
+}

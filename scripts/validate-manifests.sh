@@ -31,8 +31,10 @@ for version in "${versions[@]}"; do
   fi
 done
 
-# The probe scripts: every ConfigMap's *.rhai entry must compile, and every exec probe that runs
-# /etc/rhai-probe/NAME.rhai must find NAME.rhai in a ConfigMap of the same file.
+# The probe scripts: every ConfigMap's *.rhai entry must compile, every exec probe that runs
+# /etc/rhai-probe/NAME.rhai must find NAME.rhai in a ConfigMap of the same file, and so must every
+# httpGet probe asking `serve` for /probe/NAME, /livez (liveness.rhai), /readyz (readiness.rhai)
+# or /startupz (startup.rhai).
 scripts=$(mktemp -d)
 trap 'rm -rf "$scripts"' EXIT
 "$venv/bin/python" - "$scripts" "${manifests[@]}" <<'PY'
@@ -49,9 +51,15 @@ for path in files:
                     keys.add(key)
                     name = os.path.basename(path).replace(".yaml", "") + "--" + key
                     open(os.path.join(out, name), "w").write(text)
-    for ref in re.findall(r"/etc/rhai-probe/([\w.-]+\.rhai)", open(path).read()):
+    text = open(path).read()
+    for ref in re.findall(r"/etc/rhai-probe/([\w.-]+\.rhai)", text):
         if ref not in keys:
             problems.append(f"{path}: a probe runs /etc/rhai-probe/{ref}, which no ConfigMap in it holds")
+    aliases = {"/livez": "liveness", "/readyz": "readiness", "/startupz": "startup"}
+    for route in re.findall(r"path: (/probe/[\w.-]+|/livez|/readyz|/startupz)\b", text):
+        name = aliases.get(route) or route[len("/probe/"):]
+        if name + ".rhai" not in keys:
+            problems.append(f"{path}: an httpGet probe asks for {route}, but no ConfigMap in it holds {name}.rhai")
 if problems:
     sys.exit("\n".join(problems))
 PY

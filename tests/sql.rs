@@ -596,6 +596,14 @@ fn dsn_from_the_environment_and_from_a_file() {
     run(&format!("sql_ping(read_file(\"{}\"))", file.display()), &[]).expect(0, "healthy");
     run("read_file(\"/nonexistent/dsn\")", &[])
         .expect(2, "read_file(/nonexistent/dsn): no such file or directory");
+    // A FIFO with no writer: refused at once, not a wait past the deadline for a writer.
+    let fifo = dir.join("dsn.fifo");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let r = run(&format!("read_file(\"{}\")", fifo.display()), &[]);
+    r.expect(3, "dsn.fifo is a FIFO; read_file reads regular files");
+    assert!(r.elapsed < Duration::from_secs(2), "{:?}", r.elapsed);
+    run("read_file(\"/dev/zero\")", &[]).expect(3, "/dev/zero is a device");
     // A token read from a file whose name says so is masked wherever a script prints it.
     std::fs::write(dir.join("api-token"), "tok-0123456789").unwrap();
     let r = Probe::script(&format!(

@@ -2,7 +2,11 @@
 //! mounted files (a DSN from a Secret via `secretKeyRef`, a token file). Values that look secret
 //! are remembered by `redact`, so that no later output can show them.
 
-use std::{io::Read, rc::Rc};
+use std::{
+    io::Read,
+    os::unix::fs::{FileTypeExt, OpenOptionsExt},
+    rc::Rc,
+};
 
 use rhai::{Dynamic, Engine, NativeCallContext};
 
@@ -79,7 +83,31 @@ fn read_file(host: &Host, ctx: &NativeCallContext, path: &str) -> RhaiResult<Str
         return Err(HostError::Fault("path is empty".into()).into_fault("read_file", ctx));
     }
     host.call(ctx, "read_file", format!("read_file({path})"), None, |_| {
-        let file = std::fs::File::open(path).map_err(|e| HostError::Transport(super::io_reason(&e)))?;
+        // O_NONBLOCK: opening a FIFO with no writer would otherwise block past the deadline
+        // (only run's watchdog could end it; serve has none). Regular files ignore the flag.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| HostError::Transport(super::io_reason(&e)))?;
+        let kind = file
+            .metadata()
+            .map_err(|e| HostError::Transport(super::io_reason(&e)))?
+            .file_type();
+        if !kind.is_file() {
+            let what = if kind.is_fifo() {
+                "a FIFO"
+            } else if kind.is_char_device() || kind.is_block_device() {
+                "a device"
+            } else if kind.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file"
+            };
+            return Err(HostError::Fault(format!(
+                "{path} is {what}; read_file reads regular files such as a mounted Secret's key"
+            )));
+        }
         let mut bytes = Vec::new();
         file.take(READ_FILE_MAX + 1)
             .read_to_end(&mut bytes)

@@ -83,7 +83,20 @@ struct Server {
 
 impl Server {
     fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
+        Server::start_wrapped(&[], args)
+    }
+
+    /// Start it through `wrapper` (e.g. `support::loopback_dns()`), which execs the binary.
+    fn start_wrapped(wrapper: &[String], args: &[&str]) -> Server {
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
@@ -127,6 +140,17 @@ impl Server {
 
     fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// The names of the server's threads (`probe NAME` for each probe's).
+    fn threads(&self) -> Vec<String> {
+        let pid = self.child.as_ref().unwrap().id();
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .map(|c| c.trim().to_string())
+            .collect()
     }
 
     fn metrics(&self) -> String {
@@ -503,6 +527,62 @@ fn a_peer_that_never_answers_ends_at_the_deadline() {
 }
 
 #[test]
+fn an_evaluation_stuck_past_its_deadline_is_answered_at_the_deadline() {
+    // A MySQL lookup of a name the resolver never answers: the one call that cannot be
+    // interrupted (run's watchdog ends such a run; serve must answer without it).
+    let Some(dns) = support::loopback_dns() else {
+        return;
+    };
+    let dir = temp_dir("serve-stuck");
+    let script = write(
+        &dir,
+        "db.rhai",
+        &format!(
+            "sql_ping(\"mysql://u:{}@slow.example.test/db\")\n",
+            support::FAULT_PASSWORD
+        ),
+    );
+    let server = Server::start_wrapped(
+        &dns,
+        &[
+            "--probe",
+            &format!("db={}", script.display()),
+            "--timeout",
+            "300ms",
+            "--cache",
+            "0",
+        ],
+    );
+    for _ in 0..2 {
+        // The second request finds the first evaluation still stuck and waits for it too.
+        let started = Instant::now();
+        let reply = server.get("/probe/db");
+        assert!(
+            started.elapsed() < Duration::from_millis(1300),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(reply.status, 503, "{reply:?}");
+        assert!(
+            reply.body.starts_with(
+                "deadline: the 300 ms deadline passed during sql_ping(mysql://u:***@slow.example.test/db)"
+            ),
+            "{}",
+            reply.body
+        );
+    }
+    // The stuck evaluation has not ended: it is not counted yet, and it was not started twice.
+    assert!(
+        !server
+            .metrics()
+            .contains("probe_evaluations_total{probe=\"db\"}"),
+        "{}",
+        server.metrics()
+    );
+    server.finish();
+}
+
+#[test]
 fn a_configmap_update_reloads_the_script_and_a_bad_one_keeps_the_last_good() {
     let mut map = ConfigMap::new("serve-reload", &[("app.rhai", "true\n")]);
     let server = Server::start(&["--dir", map.dir.to_str().unwrap(), "--cache", "0"]);
@@ -578,6 +658,11 @@ fn probes_come_and_go_with_the_directory() {
         (server.get("/probe/two").status == 503).then_some(())
     });
     assert!(added.is_some(), "{}", server.stderr());
+    assert!(
+        server.threads().contains(&"probe one".to_string()),
+        "{:?}",
+        server.threads()
+    );
     std::fs::remove_file(dir.join("one.rhai")).unwrap();
     let removed = eventually(Duration::from_secs(5), || {
         (server.get("/probe/one").status == 404).then_some(())
@@ -587,6 +672,14 @@ fn probes_come_and_go_with_the_directory() {
         !server.metrics().contains("probe=\"one\""),
         "{}",
         server.metrics()
+    );
+    let ended = eventually(Duration::from_secs(5), || {
+        (!server.threads().contains(&"probe one".to_string())).then_some(())
+    });
+    assert!(
+        ended.is_some(),
+        "the removed probe's thread still runs: {:?}",
+        server.threads()
     );
     server.finish();
 }

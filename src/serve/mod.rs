@@ -100,9 +100,11 @@ impl App {
         Ok(())
     }
 
-    /// Stop serving a probe; its thread ends when the last request holding it is answered.
+    /// Stop serving a probe and end its thread (after the evaluation in flight, if any).
     pub fn remove(&self, name: &str) {
-        write(&self.probes).remove(name);
+        if let Some(probe) = write(&self.probes).remove(name) {
+            probe.send(worker::Job::Stop);
+        }
         write(&self.from_dir).remove(name);
         self.metrics.remove(name);
     }

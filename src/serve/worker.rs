@@ -50,6 +50,8 @@ impl Answer {
 /// What the probe's thread is asked to do.
 pub enum Job {
     Evaluate,
+    /// The probe was removed: end the thread.
+    Stop,
     /// The script's file changed: its new text, or why it could not be read.
     Reload(Result<Script, Verdict>),
 }
@@ -125,6 +127,7 @@ impl Probe {
                     match job {
                         Job::Evaluate => worker.evaluate(&shared),
                         Job::Reload(script) => worker.reload(&shared, script),
+                        Job::Stop => break,
                     }
                 }
             })?;

@@ -922,3 +922,32 @@ fn bad_starts_say_what_to_do() {
     assert_eq!(code, 1);
     assert!(err.contains("two probes are named \"a\""), "{err}");
 }
+
+#[test]
+fn a_stalled_client_does_not_hold_the_server() {
+    let dir = temp_dir("serve-stalled");
+    let script = write(&dir, "liveness.rhai", "true\n");
+    let server = Server::start(&["--probe", script.to_str().unwrap()]);
+    // Half a request, then silence; and a connection that never sends a byte.
+    let mut half = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    half.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let silent = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    // Others are answered meanwhile.
+    assert_eq!(server.get("/livez").status, 200);
+    // Both are closed once the header timeout (5 s) passes.
+    for mut stream in [half, silent] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    server.finish();
+}

@@ -3,7 +3,7 @@
 #   scripts/bench.sh           -> docs/benchmarks.md (200 runs per command; a few minutes)
 #   scripts/bench.sh --quick   -> target/benchmarks-quick.md (5 runs; what CI runs so this cannot rot)
 # Installs what it needs from Debian when missing (hyperfine, valgrind, nginx, curl, netcat, time,
-# the PostgreSQL and MariaDB clients, python3-requests), builds the static binary if needed, and
+# wrk, the PostgreSQL and MariaDB clients, python3-requests), builds the static binary if needed, and
 # starts its own peers on loopback: nginx answering /health on 127.0.0.1:80 and [::1]:80 (the
 # Python script's URL is http://localhost/health, and it runs unchanged), a private PostgreSQL with
 # scram-sha-256 passwords and TLS (as Debian configures one), and a password account on the local
@@ -18,7 +18,7 @@ log() { echo "bench: $*" >&2; }
 
 # --- tools ----------------------------------------------------------------------------------------
 declare -A pkg=([hyperfine]=hyperfine [valgrind]=valgrind [nginx]=nginx [curl]=curl [nc]=netcat-openbsd
-                [mysqladmin]=mariadb-client [psql]=postgresql-client [openssl]=openssl)
+                [mysqladmin]=mariadb-client [psql]=postgresql-client [openssl]=openssl [wrk]=wrk)
 need=()
 for cmd in "${!pkg[@]}"; do command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("${pkg[$cmd]}"); done
 [ -x /usr/bin/time ] || need+=(time)
@@ -218,5 +218,9 @@ hyperfine -N -i --warmup 3 --runs $((runs > 50 ? 50 : runs)) --export-markdown "
   echo
   cat "$work/hyperfine.md"
 } >> "$out"
+# Serve mode: wrk against a cached probe, CPU per answer against exec mode, memory over 100,000
+# requests (scripts/bench/serve.py).
+"$python" scripts/bench/serve.py "$bin" "$work" "$quick" > "$work/serve.md"
+{ echo; cat "$work/serve.md"; } >> "$out"
 log "wrote $out"
 cat "$out"

@@ -186,7 +186,7 @@ pub struct LogArgs {
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
-    /// Only errors on stderr (a verdict line on stdout is always printed).
+    /// Only errors on stderr (run and explain still print the verdict on stdout).
     #[arg(short, long)]
     pub quiet: bool,
 }

@@ -31,4 +31,7 @@ fn main() {
         }
     }
     println!("cargo:rustc-env=RHAI_PROBE_COMMIT={commit}");
+    // scripts/build-static.sh links with this function order; cargo does not know the linker
+    // reads it, so a new order must relink the binary through here.
+    println!("cargo:rerun-if-changed=scripts/link-order.txt");
 }

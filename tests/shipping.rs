@@ -86,8 +86,10 @@ fn the_dockerfile_ships_what_the_build_script_builds() {
         script.contains("target=x86_64-unknown-linux-musl"),
         "{script}"
     );
+    // The shipping build's output directory is target/ (--profiling builds elsewhere).
+    assert!(script.contains("\nout_dir=target\n"), "{script}");
     assert!(
-        script.contains("bin=target/$target/release/rhai-probe"),
+        script.contains("bin=$out_dir/$target/release/rhai-probe"),
         "{script}"
     );
     assert!(

@@ -252,3 +252,13 @@ fn check(args: CheckArgs) -> Exit {
 fn vars(args: &VarArgs) -> rhai::Map {
     args.to_map()
 }
+
+/// TLSF (rlsf) instead of musl's malloc. musl's allocator hands memory back to the kernel as soon
+/// as a group of blocks is free, so building the engine and running one probe made 53 `mmap`
+/// and 19 `munmap` calls, each with its page faults; TLSF takes memory in 64 KiB pieces and keeps
+/// it. Measured on the static binary (hyperfine, 500-600 runs): a `true` probe 0.59 -> 0.47 ms,
+/// the article's check 1.12 -> 0.95 ms; instructions and peak RSS unchanged. In `serve`, a
+/// process that lives for days, the memory it keeps is reused: RSS stays flat over 1.3 M
+/// requests (docs/benchmarks.md).
+#[global_allocator]
+static ALLOC: rlsf::GlobalTlsf = rlsf::GlobalTlsf::new();

@@ -56,6 +56,13 @@ pub enum Job {
     Reload(Result<Script, Verdict>),
 }
 
+/// The latest finished evaluation, as the channel carries it.
+#[derive(Clone, Default)]
+struct Finished {
+    completed: u64,
+    answer: Option<Arc<Answer>>,
+}
+
 #[derive(Default)]
 struct State {
     last: Option<Arc<Answer>>,
@@ -70,7 +77,8 @@ pub struct Probe {
     pub path: PathBuf,
     pub reporter: Reporter,
     state: Mutex<State>,
-    done: watch::Sender<u64>,
+    /// Each finished evaluation, numbered: what requests waiting for one receive.
+    done: watch::Sender<Finished>,
     jobs: Mutex<mpsc::Sender<Job>>,
     /// The live trace of the evaluation in flight: what a request names when it gives up.
     trace: Trace,
@@ -113,7 +121,7 @@ impl Probe {
             name,
             path,
             state: Mutex::new(State::default()),
-            done: watch::Sender::new(0),
+            done: watch::Sender::new(Finished::default()),
             jobs: Mutex::new(jobs),
             trace: Trace::default(),
             timeout,
@@ -161,18 +169,15 @@ impl Probe {
             state.completed + 1
         };
         let wait = async {
-            // Map the borrow (it holds the channel's lock) away at once.
-            done.wait_for(|completed| *completed >= wanted)
+            // Clone out of the borrow at once: it holds the channel's lock.
+            done.wait_for(|finished| finished.completed >= wanted)
                 .await
-                .map(|_| ())
+                .map(|finished| finished.answer.clone())
         };
         let waited = tokio::time::timeout(self.timeout + GRACE, wait).await;
         match waited {
-            Ok(Ok(_)) => match self.state().last.clone() {
-                Some(answer) => Waited::Done(answer),
-                None => Waited::Gone,
-            },
-            Ok(Err(_)) => Waited::Gone,
+            Ok(Ok(Some(answer))) => Waited::Done(answer),
+            Ok(Ok(None) | Err(_)) => Waited::Gone,
             Err(_) => {
                 let (during, pos) = match self.trace.pending() {
                     Some(call) => (format!("during {}", call.what), call.pos),
@@ -186,25 +191,24 @@ impl Probe {
         }
     }
 
-    /// The last answer, whatever its age (for the index of probes).
-    pub fn last(&self) -> Option<Arc<Answer>> {
-        self.state().last.clone()
-    }
-
     /// Drop the cached answer: the script changed, so the next request evaluates the new one.
     fn invalidate(&self) {
         self.state().last = None;
     }
 
     fn publish(&self, answer: Answer) {
+        let answer = Arc::new(answer);
         let completed = {
             let mut state = self.state();
-            state.last = Some(Arc::new(answer));
+            state.last = Some(answer.clone());
             state.completed += 1;
             state.in_flight = false;
             state.completed
         };
-        self.done.send_replace(completed);
+        self.done.send_replace(Finished {
+            completed,
+            answer: Some(answer),
+        });
     }
 }
 

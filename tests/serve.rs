@@ -951,3 +951,65 @@ fn a_stalled_client_does_not_hold_the_server() {
     }
     server.finish();
 }
+
+#[test]
+fn logs_go_where_run_sends_them() {
+    let dir = temp_dir("serve-logs");
+    let script = write(&dir, "liveness.rhai", "false\n");
+    let log = dir.join("serve.log");
+    let server = Server::start(&[
+        "--probe",
+        script.to_str().unwrap(),
+        "--log-file",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(server.get("/livez").status, 503);
+    let stderr = server.finish();
+    let file = std::fs::read_to_string(&log).unwrap();
+    for text in [&stderr, &file] {
+        assert!(
+            text.contains("rhai-probe INFO  listening on http://127.0.0.1:"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rhai-probe WARN  probe liveness: unhealthy: "),
+            "{text}"
+        );
+    }
+    // -v adds every host call; -q keeps errors only.
+    let tcp = write(
+        &dir,
+        "tcp.rhai",
+        "tcp_open(\"127.0.0.1\", 1, #{timeout: \"100ms\"})\n",
+    );
+    let verbose = Server::start(&["--probe", tcp.to_str().unwrap(), "-v"]);
+    verbose.get("/probe/tcp");
+    let stderr = verbose.finish();
+    assert!(stderr.contains("TCP 127.0.0.1:1 -> "), "{stderr}");
+    let port = support::closed_port();
+    let quiet = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "-q",
+            "--probe",
+        ])
+        .arg(&script)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let up = eventually(Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    assert!(up.is_some(), "serve -q did not start listening");
+    assert_eq!(request(port, "GET", "/livez", &[]).status, 503);
+    unsafe { libc::kill(quiet.id() as i32, libc::SIGTERM) };
+    let out = quiet.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "-q: nothing but errors"
+    );
+}

@@ -76,17 +76,17 @@ impl FromStr for Listen {
     fn from_str(text: &str) -> Result<Self, String> {
         let t = text.trim();
         let hint = "use ADDR:PORT, e.g. 0.0.0.0:8099, 127.0.0.1:8099, [::]:8099 or :8099";
-        if let Some(port) = t.strip_prefix(':') {
-            let port: u16 = port
-                .parse()
-                .map_err(|_| format!("invalid --listen '{text}': bad port; {hint}"))?;
-            return Ok(Listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))));
-        }
-        if let Some(port) = t.strip_prefix("localhost:") {
-            let port: u16 = port
-                .parse()
-                .map_err(|_| format!("invalid --listen '{text}': bad port; {hint}"))?;
-            return Ok(Listen(SocketAddr::from((Ipv4Addr::LOCALHOST, port))));
+        // `:PORT` (every IPv4 address) and `localhost:PORT`, which SocketAddr does not parse.
+        for (prefix, ip) in [
+            (":", Ipv4Addr::UNSPECIFIED),
+            ("localhost:", Ipv4Addr::LOCALHOST),
+        ] {
+            if let Some(port) = t.strip_prefix(prefix) {
+                let port: u16 = port
+                    .parse()
+                    .map_err(|_| format!("invalid --listen '{text}': bad port; {hint}"))?;
+                return Ok(Listen(SocketAddr::from((ip, port))));
+            }
         }
         t.parse()
             .map(Listen)

@@ -59,8 +59,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::default();
-        let m = Metrics {
+        let mut m = Metrics {
             success: Family::default(),
             duration: Family::default(),
             last_evaluation: Family::default(),
@@ -72,52 +71,52 @@ impl Metrics {
             script_error: Family::default(),
             registry: Registry::default(),
         };
-        registry.register(
+        m.registry.register(
             "probe_success",
             "Whether the probe's last evaluation was healthy (1) or not (0)",
             m.success.clone(),
         );
-        registry.register(
+        m.registry.register(
             "probe_duration_seconds",
             "How long the probe's last evaluation took",
             m.duration.clone(),
         );
-        registry.register(
+        m.registry.register(
             "probe_last_evaluation_timestamp_seconds",
             "When the probe's last evaluation ended (Unix time)",
             m.last_evaluation.clone(),
         );
-        registry.register(
+        m.registry.register(
             "probe_evaluations",
             "Evaluations of the probe's script",
             m.evaluations.clone(),
         );
-        registry.register(
+        m.registry.register(
             "probe_failures",
             "Evaluations that did not end healthy, by reason (unhealthy, check-error, script-fault, deadline)",
             m.failures.clone(),
         );
-        registry.register(
+        m.registry.register(
             "probe_host_calls",
             "Host function calls by function and outcome (pass, fail, error)",
             m.calls.clone(),
         );
-        registry.register(
+        m.registry.register(
             "probe_host_call_duration_seconds",
             "Host function call latency",
             m.call_seconds.clone(),
         );
-        registry.register(
+        m.registry.register(
             "probe_script_reloads",
             "Reloads of the probe's script after its file changed, by result (ok, error)",
             m.reloads.clone(),
         );
-        registry.register(
+        m.registry.register(
             "probe_script_error",
             "1 while the script on disk cannot be used (the last good version keeps running)",
             m.script_error.clone(),
         );
-        Metrics { registry, ..m }
+        m
     }
 
     /// Record one finished evaluation and the host calls it made.

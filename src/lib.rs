@@ -4,6 +4,7 @@
 //! the project owns; the command line in `main.rs` is the product's one interface, and nothing
 //! here is a stable API.
 
+pub mod alloc;
 pub mod cli;
 pub mod deadline;
 pub mod diagnostic;

@@ -253,12 +253,14 @@ fn vars(args: &VarArgs) -> rhai::Map {
     args.to_map()
 }
 
-/// TLSF (rlsf) instead of musl's malloc. musl's allocator hands memory back to the kernel as soon
-/// as a group of blocks is free, so building the engine and running one probe made 53 `mmap`
-/// and 19 `munmap` calls, each with its page faults; TLSF takes memory in 64 KiB pieces and keeps
-/// it. Measured on the static binary (hyperfine, 500-600 runs): a `true` probe 0.59 -> 0.47 ms,
-/// the article's check 1.12 -> 0.95 ms; instructions and peak RSS unchanged. In `serve`, a
-/// process that lives for days, the memory it keeps is reused: RSS stays flat over 1.3 M
-/// requests (docs/benchmarks.md).
+/// A bump arena for start-up (src/alloc.rs) in front of TLSF (rlsf) instead of musl's malloc.
+/// musl's allocator hands memory back to the kernel as soon as a group of blocks is free, so
+/// building the engine and running one probe made 53 `mmap` and 19 `munmap` calls, each with its
+/// page faults; TLSF takes memory in 64 KiB pieces and keeps it (a `true` probe 0.59 -> 0.47 ms,
+/// the article's check 1.12 -> 0.95 ms, hyperfine medians). The arena takes the ~1,000 small
+/// allocations of building the engine off TLSF's free lists and lock. In `serve`, a process that
+/// lives for days, the memory TLSF keeps is reused: RSS stays flat over 1.3 M requests
+/// (docs/benchmarks.md).
 #[global_allocator]
-static ALLOC: rlsf::GlobalTlsf = rlsf::GlobalTlsf::new();
+static ALLOC: rhai_probe::alloc::Arena<{ rhai_probe::alloc::ARENA_BYTES }, rlsf::GlobalTlsf> =
+    rhai_probe::alloc::Arena::new(rlsf::GlobalTlsf::new());

@@ -1,0 +1,243 @@
+//! The global allocator: a bump arena for start-up in front of a general allocator.
+//!
+//! A probe run is mostly start-up: building the engine registers about 400 functions, each with a
+//! few small allocations that live until the process exits. A general allocator spends ~200
+//! instructions on each (TLSF's free-list search and split, plus its lock); bumping a pointer
+//! takes a handful. So the first [`ARENA_BYTES`] of requests are served from a static arena
+//! (`.bss`, so untouched pages cost nothing), and everything after that, as well as anything
+//! too big for what is left, goes to the fallback allocator.
+//!
+//! Memory freed inside the arena is reused only when it was the most recent allocation (the
+//! common case for a growing `Vec` or `String`, which also grows in place); anything else stays
+//! used until exit. The arena is fixed in size, so the most this can waste is [`ARENA_BYTES`],
+//! once, and a long-lived `serve` process reaches its steady state with the fallback allocator
+//! alone.
+
+use std::{
+    alloc::{GlobalAlloc, Layout},
+    cell::UnsafeCell,
+    sync::atomic::{AtomicUsize, Ordering::Relaxed},
+};
+
+/// Sized from the allocations of a run (see docs/benchmarks.md): building the engine, compiling a
+/// script and a few host calls fit, a TLS handshake's buffers mostly go to the fallback.
+pub const ARENA_BYTES: usize = 512 * 1024;
+
+#[repr(C, align(4096))]
+struct Aligned<const N: usize>([u8; N]);
+
+/// A bump arena of `N` bytes in front of `F`.
+pub struct Arena<const N: usize, F> {
+    memory: UnsafeCell<Aligned<N>>,
+    /// Offset of the first free byte in `memory`.
+    top: AtomicUsize,
+    fallback: F,
+}
+
+// SAFETY: `memory` is only handed out in disjoint ranges, each claimed by one atomic
+// compare-exchange on `top`; the fallback is itself a `GlobalAlloc` (shared across threads).
+unsafe impl<const N: usize, F: Sync> Sync for Arena<N, F> {}
+
+impl<const N: usize, F> Arena<N, F> {
+    pub const fn new(fallback: F) -> Self {
+        Self {
+            memory: UnsafeCell::new(Aligned([0; N])),
+            top: AtomicUsize::new(0),
+            fallback,
+        }
+    }
+
+    fn base(&self) -> usize {
+        self.memory.get() as usize
+    }
+
+    /// Where `ptr` is in the arena, if it is.
+    fn offset(&self, ptr: *mut u8) -> Option<usize> {
+        (ptr as usize).checked_sub(self.base()).filter(|&at| at < N)
+    }
+
+    /// Claim `layout` from the arena, or `None` if it does not fit in what is left.
+    fn bump(&self, layout: Layout) -> Option<*mut u8> {
+        let base = self.base();
+        let mut top = self.top.load(Relaxed);
+        loop {
+            // `base` is 4096-aligned, so aligning the offset aligns the address (for alignments
+            // up to 4096; larger ones go to the fallback).
+            if layout.align() > 4096 {
+                return None;
+            }
+            let start = top.checked_add(layout.align() - 1)? & !(layout.align() - 1);
+            let end = start.checked_add(layout.size())?;
+            if end > N {
+                return None;
+            }
+            match self.top.compare_exchange_weak(top, end, Relaxed, Relaxed) {
+                Ok(_) => return Some((base + start) as *mut u8),
+                Err(now) => top = now,
+            }
+        }
+    }
+
+    /// How many bytes of the arena are in use (for tests and benchmarks).
+    pub fn used(&self) -> usize {
+        self.top.load(Relaxed)
+    }
+}
+
+unsafe impl<const N: usize, F: GlobalAlloc> GlobalAlloc for Arena<N, F> {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        match self.bump(layout) {
+            Some(ptr) => ptr,
+            None => self.fallback.alloc(layout),
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        match self.offset(ptr) {
+            // The most recent allocation: give its bytes back. Anything else stays claimed.
+            Some(at) => {
+                let _ = self
+                    .top
+                    .compare_exchange(at + layout.size(), at, Relaxed, Relaxed);
+            }
+            None => self.fallback.dealloc(ptr, layout),
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Some(at) = self.offset(ptr) else {
+            return self.fallback.realloc(ptr, layout, new_size);
+        };
+        // The most recent allocation grows or shrinks in place while it fits.
+        if let Some(end) = at.checked_add(new_size).filter(|&end| end <= N) {
+            if self
+                .top
+                .compare_exchange(at + layout.size(), end, Relaxed, Relaxed)
+                .is_ok()
+            {
+                return ptr;
+            }
+        }
+        if new_size <= layout.size() {
+            return ptr;
+        }
+        // SAFETY: the caller guarantees `new_size`, rounded up to `layout.align()`, does not
+        // overflow `isize`, which is all `Layout` requires.
+        let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
+        let new = self.alloc(new_layout);
+        if !new.is_null() {
+            std::ptr::copy_nonoverlapping(ptr, new, layout.size());
+            self.dealloc(ptr, layout);
+        }
+        new
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::alloc::System;
+
+    fn layout(size: usize, align: usize) -> Layout {
+        Layout::from_size_align(size, align).unwrap()
+    }
+
+    fn arena() -> Box<Arena<4096, System>> {
+        Box::new(Arena::new(System))
+    }
+
+    #[test]
+    fn allocations_are_aligned_disjoint_and_fall_back_when_full() {
+        let a = arena();
+        unsafe {
+            let p1 = a.alloc(layout(3, 1));
+            let p2 = a.alloc(layout(8, 8));
+            let p3 = a.alloc(layout(100, 64));
+            for (p, align) in [(p1, 1), (p2, 8), (p3, 64)] {
+                assert!(a.offset(p).is_some());
+                assert_eq!(p as usize % align, 0);
+            }
+            assert!(p1 as usize + 3 <= p2 as usize);
+            assert!(p2 as usize + 8 <= p3 as usize);
+            p1.write_bytes(1, 3);
+            p2.write_bytes(2, 8);
+            p3.write_bytes(3, 100);
+            assert_eq!(*p1.add(2), 1);
+            assert_eq!(*p2.add(7), 2);
+
+            // Too big for what is left: the fallback, which frees it too.
+            let big = a.alloc(layout(8192, 8));
+            assert!(a.offset(big).is_none());
+            big.write_bytes(4, 8192);
+            a.dealloc(big, layout(8192, 8));
+            // An alignment the arena cannot promise: the fallback.
+            let wide = a.alloc(layout(16, 8192));
+            assert!(a.offset(wide).is_none());
+            assert_eq!(wide as usize % 8192, 0);
+            a.dealloc(wide, layout(16, 8192));
+        }
+    }
+
+    #[test]
+    fn the_last_allocation_is_given_back_and_grows_in_place() {
+        let a = arena();
+        unsafe {
+            let keep = a.alloc(layout(16, 8));
+            let used = a.used();
+            let last = a.alloc(layout(32, 8));
+            a.dealloc(last, layout(32, 8));
+            assert_eq!(a.used(), used);
+
+            let v = a.alloc(layout(16, 8));
+            v.write_bytes(7, 16);
+            let grown = a.realloc(v, layout(16, 8), 1000);
+            assert_eq!(grown, v);
+            assert_eq!(a.used(), used + 1000);
+            let shrunk = a.realloc(grown, layout(1000, 8), 10);
+            assert_eq!(shrunk, v);
+            assert_eq!(a.used(), used + 10);
+            assert_eq!(*shrunk.add(9), 7);
+
+            // Not the last one any more: freeing leaves it claimed, growing moves it.
+            let after = a.alloc(layout(8, 8));
+            a.dealloc(keep, layout(16, 8));
+            let before = a.used();
+            let moved = a.realloc(shrunk, layout(10, 8), 100);
+            assert_ne!(moved, shrunk);
+            assert_eq!(*moved.add(9), 7);
+            assert!(a.used() > before);
+            // Growing past the arena moves to the fallback, contents kept.
+            let out = a.realloc(moved, layout(100, 8), 10_000);
+            assert!(a.offset(out).is_none());
+            assert_eq!(*out.add(9), 7);
+            a.dealloc(out, layout(10_000, 8));
+            a.dealloc(after, layout(8, 8));
+        }
+    }
+
+    #[test]
+    fn threads_never_share_a_byte() {
+        let a: &'static Arena<{ 64 * 1024 }, System> = Box::leak(Box::new(Arena::new(System)));
+        let handles: Vec<_> = (0..4u8)
+            .map(|t| {
+                std::thread::spawn(move || unsafe {
+                    let mut mine = Vec::new();
+                    for _ in 0..1000 {
+                        let p = a.alloc(layout(24, 8));
+                        p.write_bytes(t, 24);
+                        mine.push(p);
+                    }
+                    for p in mine {
+                        for i in 0..24 {
+                            assert_eq!(*p.add(i), t);
+                        }
+                        a.dealloc(p, layout(24, 8));
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+}

@@ -232,7 +232,8 @@ fn redis_ping(
                 } else {
                     tls::Verify::ChainAndName
                 };
-                let config = tls::client_config(verify, None).map_err(HostError::Fault)?;
+                let config = tls::client_config(verify, None, tls::KeyShare::X25519)
+                    .map_err(HostError::Fault)?;
                 let name =
                     rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|_| {
                         HostError::Fault(format!("{} is not a valid TLS server name", target.host))

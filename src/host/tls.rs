@@ -9,7 +9,8 @@ use rustls::{
     client::WebPkiServerVerifier,
     crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider},
     pki_types::{pem::PemObject, CertificateDer, ServerName, UnixTime},
-    CertificateError, ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme,
+    CertificateError, ClientConfig, DigitallySignedStruct, Error, NamedGroup, RootCertStore,
+    SignatureScheme,
 };
 
 use super::sql::dsn::SslMode;
@@ -34,10 +35,31 @@ impl Verify {
     }
 }
 
+/// The key-exchange group whose key share the ClientHello carries. A server that wants another
+/// one answers with a HelloRetryRequest: one more round trip and a second key pair on every
+/// connection. PostgreSQL before 18 accepts only P-256 (`ssl_ecdh_curve` defaults to
+/// `prime256v1`), and PostgreSQL 18 accepts it too; other servers take rustls's X25519.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyShare {
+    X25519,
+    P256,
+}
+
 /// The client configuration, or the reason it cannot be built (an unreadable CA file): the
 /// script's fault, reported before any connection is made.
-pub fn client_config(verify: Verify, ca_file: Option<&str>) -> Result<ClientConfig, String> {
-    let provider = Arc::new(ring::default_provider());
+pub fn client_config(
+    verify: Verify,
+    ca_file: Option<&str>,
+    key_share: KeyShare,
+) -> Result<ClientConfig, String> {
+    let mut provider = ring::default_provider();
+    if key_share == KeyShare::P256 {
+        // Stable sort: P-256 first, the others in rustls's order after it.
+        provider
+            .kx_groups
+            .sort_by_key(|g| g.name() != NamedGroup::secp256r1);
+    }
+    let provider = Arc::new(provider);
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?;
@@ -188,5 +210,33 @@ impl ServerCertVerifier for ChainOnly {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn groups(key_share: KeyShare) -> Vec<NamedGroup> {
+        let config = client_config(Verify::Nothing, None, key_share).unwrap();
+        config
+            .crypto_provider()
+            .kx_groups
+            .iter()
+            .map(|g| g.name())
+            .collect()
+    }
+
+    #[test]
+    fn postgres_connections_lead_with_p256_and_keep_the_other_groups() {
+        let default = groups(KeyShare::X25519);
+        assert_eq!(default[0], NamedGroup::X25519);
+        let pg = groups(KeyShare::P256);
+        assert_eq!(pg[0], NamedGroup::secp256r1);
+        let mut both = (default.clone(), pg.clone());
+        both.0.sort_by_key(|g| u16::from(*g));
+        both.1.sort_by_key(|g| u16::from(*g));
+        assert_eq!(both.0, both.1);
+        assert!(pg.len() >= 2, "{pg:?}");
     }
 }

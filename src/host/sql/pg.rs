@@ -17,7 +17,7 @@ use tokio_postgres::{
 };
 
 use super::{
-    super::tls::{client_config, Verify},
+    super::tls::{client_config, KeyShare, Verify},
     dsn::{Dsn, SslMode, Target},
     Request, SqlError,
 };
@@ -29,7 +29,8 @@ pub fn run(dsn: &Dsn, budget: Duration, request: &Request) -> Result<Dynamic, Sq
         return drive(&config, NoTls, dsn, budget, request);
     }
     let verify = Verify::of(dsn.ssl, dsn.ca_file.as_deref());
-    let tls = client_config(verify, dsn.ca_file.as_deref()).map_err(SqlError::Fault)?;
+    let tls =
+        client_config(verify, dsn.ca_file.as_deref(), KeyShare::P256).map_err(SqlError::Fault)?;
     drive(
         &config,
         tokio_postgres_rustls::MakeRustlsConnect::new(tls),

@@ -37,17 +37,16 @@ scripts/test-services.sh
 bin=target/x86_64-unknown-linux-musl/release/rhai-probe
 [ -x "$bin" ] || scripts/build-static.sh
 bin=$(realpath "$bin")
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+source scripts/bench/private-pg.sh
 
 work=$(mktemp -d /tmp/rhai-probe-bench.XXXXXX)
 chmod 755 "$work"
 cleanup() {
   [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null
-  [ -d "$work/pg" ] && as_postgres "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1
+  stop_private_pg "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT
-as_postgres() { if [ "$(id -u)" = 0 ]; then setpriv --reuid=postgres --regid=postgres --init-groups "$@"; else "$@"; fi; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # --- peers ----------------------------------------------------------------------------------------
@@ -72,18 +71,7 @@ EOF
 for _ in $(seq 50); do curl -sf -o /dev/null http://localhost/health && break; sleep 0.1; done
 curl -sf -o /dev/null http://localhost/health || { log "nginx did not answer"; exit 1; }
 
-pg_port=$(free_port) pg_password=bench-pg-pw
-printf '%s' "$pg_password" > "$work/pgpw"
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout "$work/server.key" \
-  -out "$work/server.pem" >/dev/null 2>&1
-[ "$(id -u)" = 0 ] && chown postgres "$work" "$work/pgpw" "$work/server.key" "$work/server.pem"
-chmod 600 "$work/server.key"
-as_postgres "$pgbin/initdb" -D "$work/pg" -U bench --pwfile="$work/pgpw" -A scram-sha-256 -E UTF8 \
-  --locale=C --no-sync >/dev/null
-as_postgres "$pgbin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start -o "-c port=$pg_port \
-  -c listen_addresses=127.0.0.1 -c unix_socket_directories=$work -c fsync=off -c ssl=on \
-  -c ssl_cert_file=$work/server.pem -c ssl_key_file=$work/server.key" >/dev/null
-pg_dsn="postgres://bench:$pg_password@127.0.0.1:$pg_port/postgres"
+private_pg "$work" bench-pg-pw
 
 my_password=bench-my-pw
 mariadb -uroot -e "CREATE USER IF NOT EXISTS 'rhai_probe_bench'@'%' IDENTIFIED BY '$my_password';

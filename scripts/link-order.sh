@@ -12,8 +12,9 @@
 #
 # How: builds the same binary with symbols (scripts/build-static.sh --profiling), runs typical
 # probes under valgrind's callgrind (healthy, unhealthy, refused, a script fault, the deadline,
-# JSON output, HTTP, TCP, PostgreSQL, MariaDB, Redis against local peers), and lists every
-# function any of them executed, in the order the profiling binary has them.
+# JSON output, HTTP, TCP, PostgreSQL (trust, and a password over TLS), MariaDB, Redis against
+# local peers), and lists every function any of them executed, in the order the profiling binary
+# has them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { echo "link-order: $*" >&2; }
@@ -24,7 +25,9 @@ scripts/build-static.sh --profiling
 bin=$(realpath target/link-order/x86_64-unknown-linux-musl/release/rhai-probe)
 
 work=$(mktemp -d /tmp/rhai-probe-order.XXXXXX)
-cleanup() { [ -n "${peer:-}" ] && kill "$peer" 2>/dev/null; rm -rf "$work"; }
+chmod 755 "$work"
+source scripts/bench/private-pg.sh
+cleanup() { [ -n "${peer:-}" ] && kill "$peer" 2>/dev/null; stop_private_pg "$work"; rm -rf "$work"; }
 trap cleanup EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 python3 -m http.server "$port" --bind 127.0.0.1 --directory "$work" >/dev/null 2>&1 &
@@ -47,14 +50,18 @@ cat > "$work/down.rhai" <<<'check("web", || http_get("http://127.0.0.1:1/health"
 cat > "$work/fault.rhai" <<<$'let resp = http_gett("http://127.0.0.1:1/");\nresp.ok'
 cat > "$work/slow.rhai" <<<'sleep(5); true'
 cat > "$work/pg.rhai" <<<'sql_ping("postgres://postgres@127.0.0.1:5432/test")'
+# A password login over TLS, as the benchmark's (and Debian's) PostgreSQL asks for.
+private_pg "$work" order-pg-pw
+cat > "$work/pgtls.rhai" <<<"sql_ping(\"$pg_dsn\")"
 cat > "$work/mysql.rhai" <<<'sql_ping("mysql://root@127.0.0.1:3306/test")'
 cat > "$work/redis.rhai" <<<'redis_ping("redis://127.0.0.1:6379")'
 
 # Each run must end as it would outside valgrind, or the list misses the code it did not reach
 # (valgrind runs a probe ~50 times slower: a short deadline would cut every HTTP call short).
-declare -A want=([true]=0 [article]=0 [checks]=0 [down]=1 [fault]=3 [slow]=4 [pg]=0 [mysql]=0 [redis]=0)
+declare -A want=([true]=0 [article]=0 [checks]=0 [down]=1 [fault]=3 [slow]=4 [pg]=0 [pgtls]=0 [mysql]=0
+                 [redis]=0)
 n=0
-for script in true article checks down fault slow pg mysql redis; do
+for script in true article checks down fault slow pg pgtls mysql redis; do
   timeout=20s
   [ "$script" = slow ] && timeout=2s
   for format in text json; do

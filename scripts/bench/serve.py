@@ -58,9 +58,15 @@ class Server:
         self.proc.wait(timeout=10)
 
 
+# What kubelet's HTTP prober sends (kubernetes pkg/probe/http): a new connection for every probe
+# (its transport has DisableKeepAlives, so Go's client asks for `Connection: close`), its
+# User-Agent and `Accept: */*`.
+KUBELET = {"Connection": "close", "User-Agent": "kube-probe/1.34", "Accept": "*/*"}
+
+
 def get(port):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", "/probe/article")
+    conn.request("GET", "/probe/article", headers=KUBELET)
     status = conn.getresponse()
     status.read()
     conn.close()
@@ -143,7 +149,8 @@ def main():
     w("## Serve mode\n")
     w("`rhai-probe serve` on loopback, answering `/probe/article` (the article check above, nginx "
       "as its peer) or a `true` script. CPU is the server's own user+sys time from /proc, divided by "
-      "the answers it gave, each on a new connection as kubelet's prober opens them; the exec-mode "
+      "the answers it gave, each on a new connection with the headers kubelet's prober sends "
+      "(`Connection: close`, `User-Agent: kube-probe/…`, `Accept: */*`); the exec-mode "
       f"figures are the CPU of one `rhai-probe run` process of the same script, over {runs} "
       "sequential runs in this session. An exec probe in a pod also costs the container runtime's "
       "exec (not counted here), so these ratios understate the difference.\n")

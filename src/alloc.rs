@@ -19,7 +19,7 @@ use std::{
     sync::atomic::{AtomicUsize, Ordering::Relaxed},
 };
 
-/// Twice what the largest of the benchmark's runs claims (read from the arena at exit): a `true`
+/// More than twice what the largest of the benchmark's runs claims (read at exit): a `true`
 /// script 129 KiB, the article's check 161 KiB, 20 checks with loops 189 KiB, a PostgreSQL ping
 /// over TLS 218 KiB. A run that needs more goes on with the fallback.
 pub const ARENA_BYTES: usize = 512 * 1024;
@@ -59,14 +59,14 @@ impl<const N: usize, F> Arena<N, F> {
 
     /// Claim `layout` from the arena, or `None` if it does not fit in what is left.
     fn bump(&self, layout: Layout) -> Option<*mut u8> {
+        // `base` is 4096-aligned, so aligning the offset aligns the address (for alignments up
+        // to 4096; larger ones go to the fallback).
+        if layout.align() > 4096 {
+            return None;
+        }
         let base = self.base();
         let mut top = self.top.load(Relaxed);
         loop {
-            // `base` is 4096-aligned, so aligning the offset aligns the address (for alignments
-            // up to 4096; larger ones go to the fallback).
-            if layout.align() > 4096 {
-                return None;
-            }
             let start = top.checked_add(layout.align() - 1)? & !(layout.align() - 1);
             let end = start.checked_add(layout.size())?;
             if end > N {
@@ -79,7 +79,7 @@ impl<const N: usize, F> Arena<N, F> {
         }
     }
 
-    /// How many bytes of the arena are in use (for tests and benchmarks).
+    /// How many bytes of the arena are claimed.
     pub fn used(&self) -> usize {
         self.top.load(Relaxed)
     }

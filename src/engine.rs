@@ -91,8 +91,9 @@ pub fn build(host: &Rc<Host>) -> Engine {
     engine
 }
 
-/// Rhai's packages a script may call, in one module. Later packages take precedence, as they
-/// would registered one by one; none of them defines a function another one does (tested).
+/// Rhai's packages a script may call, in one module. One function is defined by two of them
+/// (`to_int` of a character); the same one wins here as when they were registered one by one
+/// (tested).
 fn packages() -> Module {
     let mut module = Module::new();
     CorePackage::init(&mut module);

@@ -47,7 +47,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # --- peers ----------------------------------------------------------------------------------------
 if curl -s -o /dev/null --max-time 1 http://127.0.0.1:80/ 2>/dev/null; then

@@ -162,11 +162,17 @@ fn heartbeat_files() {
 fn sleeper(dir: &std::path::Path, name: &str) -> Child {
     let exe = dir.join(name);
     std::fs::copy("/bin/sleep", &exe).unwrap();
-    Command::new(&exe)
-        .arg("30")
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap()
+    // Another test's fork can inherit the copy's write descriptor until that child execs, and
+    // while it is open the kernel refuses to run the file (ETXTBSY); it closes within moments.
+    for _ in 0..100 {
+        match Command::new(&exe).arg("30").stdin(Stdio::null()).spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            spawned => return spawned.unwrap(),
+        }
+    }
+    panic!("{} stayed busy for 2 s", exe.display());
 }
 
 #[test]

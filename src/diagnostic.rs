@@ -240,17 +240,25 @@ fn unknown_function(signature: &str, pos: Pos) -> Diagnostic {
 
 /// Rhai spells a string argument `&str | ImmutableString | String`; people write `string`.
 fn simplify_types(args: &str) -> String {
-    let args = args
-        .replace("&str | ImmutableString | String", "string")
-        .replace("ImmutableString", "string")
-        .replace("i64", "int")
-        .replace("f64", "float")
-        .replace("()", "unit");
-    if args.is_empty() {
-        "()".into()
-    } else {
-        args
-    }
+    // `()` is both an empty list (`f ()`) and the unit type (`f (i64, ())`): only the second is a
+    // type to name.
+    let inner = args
+        .strip_prefix('(')
+        .and_then(|a| a.strip_suffix(')'))
+        .unwrap_or(args);
+    let types: Vec<String> = inner
+        .split(", ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.replace("&str | ImmutableString | String", "string")
+                .replace("ImmutableString", "string")
+                .replace("i64", "int")
+                .replace("f64", "float")
+                .replace("()", "unit")
+        })
+        .collect();
+    format!("({})", types.join(", "))
 }
 
 /// The candidate closest to `name` by edit distance, if it is close enough to be a typo.
@@ -320,6 +328,15 @@ mod tests {
         assert!(d.notes[0].contains("http_get(url: string)"));
         let d = unknown_function("htp_get (&str | ImmutableString | String)", Pos::default());
         assert_eq!(d.message, "unknown function htp_get(string)");
+        // No arguments, and a unit one.
+        assert_eq!(
+            unknown_function("lod_avg ()", Pos::default()).message,
+            "unknown function lod_avg()"
+        );
+        assert_eq!(
+            unknown_function("lod_avg (i64, ())", Pos::default()).message,
+            "unknown function lod_avg(int, unit)"
+        );
         assert!(
             d.notes[0].starts_with("help: did you mean http_get? (GET a URL"),
             "{:?}",

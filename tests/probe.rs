@@ -185,6 +185,10 @@ fn unknown_function_suggests_the_right_one() {
         "{}",
         run.stderr
     );
+    // Without arguments: the empty list, not a unit argument.
+    Probe::script("lod_avg() < 10.0")
+        .run()
+        .expect(3, "probe.rhai:1:1: unknown function lod_avg() in ");
 }
 
 #[test]

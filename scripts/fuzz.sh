@@ -7,14 +7,15 @@
 # default optimised build, for fewer executions per second; CI uses it for its short run.
 #
 # cargo-fuzz builds with -Zsanitizer=address, a nightly flag; RUSTC_BOOTSTRAP=1 lets the one
-# stable toolchain here accept it. cargo-fuzz itself is installed under target/tools.
+# stable toolchain here accept it. cargo-fuzz itself is installed once per machine, under
+# ~/.cache/rhai-probe/tools (outside the checkout, so a fresh clone does not build it again).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-30}
 mode=()
 [ "${2:-}" = --dev ] && mode=(--dev)
 version=0.13.2
-tools=$PWD/target/tools
+tools=${XDG_CACHE_HOME:-$HOME/.cache}/rhai-probe/tools
 if ! "$tools/bin/cargo-fuzz" --version 2>/dev/null | grep -q "$version"; then
     cargo install --quiet --locked --root "$tools" cargo-fuzz --version "$version"
 fi

@@ -29,7 +29,7 @@ chmod 755 "$work"
 source scripts/bench/private-pg.sh
 cleanup() { [ -n "${peer:-}" ] && kill "$peer" 2>/dev/null; stop_private_pg "$work"; rm -rf "$work"; }
 trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 python3 -m http.server "$port" --bind 127.0.0.1 --directory "$work" >/dev/null 2>&1 &
 peer=$!
 for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break; sleep 0.1; done

@@ -2,14 +2,16 @@
 # configures one (scram-sha-256 passwords, TLS on with an RSA key), on a free loopback port.
 #   private_pg WORKDIR PASSWORD   sets pg_dsn (postgres://bench:PASSWORD@127.0.0.1:PORT/postgres)
 #   stop_private_pg WORKDIR
+#   free_port                     prints a free TCP port on 127.0.0.1
 # WORKDIR must be readable by the postgres user. Runs as root (the server runs as postgres) or as
 # the user owning WORKDIR.
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 as_postgres() { if [ "$(id -u)" = 0 ]; then setpriv --reuid=postgres --regid=postgres --init-groups "$@"; else "$@"; fi; }
 
 private_pg() {
   local work=$1 password=$2 port
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   printf '%s' "$password" > "$work/pgpw"
   openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout "$work/server.key" \
     -out "$work/server.pem" >/dev/null 2>&1

@@ -1,5 +1,6 @@
-//! The patched postgres-protocol (vendor/postgres-protocol): SCRAM's `Hi()` keys its HMAC once
-//! and clones it per iteration. This plays the server's side of a SCRAM-SHA-256 login (RFC 5802,
+//! The patched postgres-protocol (vendor/postgres-protocol): SCRAM's `Hi()` hashes the key's
+//! blocks once and runs each iteration as two SHA-256 compressions, and the client nonce comes
+//! straight from getrandom. This plays the server's side of a SCRAM-SHA-256 login (RFC 5802,
 //! RFC 7677) with `Hi()` written out as the RFC defines it, and checks the client's proof and
 //! its check of the server's signature. The private PostgreSQL servers in tests/sql.rs check the
 //! same against a real server.
@@ -76,4 +77,29 @@ fn scram_proof_matches_the_rfc_definition() {
         b"s",
     );
     login("x", 1, &[0xff; 16]);
+    // A key of exactly one block (not hashed), and two iterations (one pass of the loop).
+    login(&"k".repeat(64), 2, b"salt");
+    login(&"k".repeat(65), 2, b"salt");
+}
+
+#[test]
+fn nonces_are_printable_without_commas_and_differ() {
+    let nonce = || {
+        let client = ScramSha256::new(b"pencil", ChannelBinding::unsupported());
+        let first = String::from_utf8(client.message().to_vec()).unwrap();
+        first.strip_prefix("n,,n=,r=").unwrap().to_string()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..200 {
+        let n = nonce();
+        assert_eq!(n.len(), 24, "{n}");
+        assert!(
+            n.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b','),
+            "{n}"
+        );
+        assert!(seen.insert(n.clone()), "a nonce came twice: {n}");
+    }
+    // All 93 characters turn up over 200 x 24 draws (each is missed with odds below 1e-20).
+    let chars: std::collections::HashSet<u8> = seen.iter().flat_map(|n| n.bytes()).collect();
+    assert_eq!(chars.len(), 93);
 }

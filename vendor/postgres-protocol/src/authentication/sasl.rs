@@ -4,7 +4,7 @@ use base64::Engine;
 use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
-use rand::{self, RngExt};
+use sha2::block_api::compress256;
 use sha2::digest::FixedOutput;
 use sha2::{Digest, Sha256};
 use std::fmt::Write;
@@ -46,29 +46,71 @@ fn normalize(pass: &[u8]) -> Vec<u8> {
 }
 
 pub(crate) fn hi(str: &[u8], salt: &[u8], i: u32) -> [u8; 32] {
-    // Keyed once: each iteration clones the state with the key's inner and outer blocks already
-    // hashed, so it costs two SHA-256 compressions instead of four.
-    let keyed =
+    // PBKDF2-HMAC-SHA-256 with one block of output. U1 = HMAC(str, salt || INT(1)) goes through
+    // the HMAC type (the salt has any length). Every later U is the HMAC of the 32-byte U before
+    // it: one SHA-256 block for the inner hash and one for the outer, each continuing from the
+    // state left by the key's padded block. So the key's two blocks are hashed once, and each
+    // iteration is exactly two compressions on fixed-layout blocks, without the HMAC type's
+    // buffering and finalization in between.
+    let mut key = [0u8; 64];
+    if str.len() > key.len() {
+        key[..32].copy_from_slice(&Sha256::digest(str));
+    } else {
+        key[..str.len()].copy_from_slice(str);
+    }
+    let keyed = |pad: u8| {
+        let mut block = [0u8; 64];
+        for (b, k) in block.iter_mut().zip(key) {
+            *b = k ^ pad;
+        }
+        let mut state = SHA256_IV;
+        compress256(&mut state, &[block]);
+        state
+    };
+    let (inner, outer) = (keyed(0x36), keyed(0x5c));
+
+    let mut hmac =
         Hmac::<Sha256>::new_from_slice(str).expect("HMAC is able to accept all key sizes");
-    let mut hmac = keyed.clone();
     hmac.update(salt);
     hmac.update(&[0, 0, 0, 1]);
-    let mut prev = hmac.finalize().into_bytes();
+    let first = hmac.finalize().into_bytes();
 
-    let mut hi = prev;
-
+    let mut u = [0u32; 8];
+    for (word, bytes) in u.iter_mut().zip(first.chunks_exact(4)) {
+        *word = u32::from_be_bytes(bytes.try_into().unwrap());
+    }
+    let mut hi = u;
+    // The 32 bytes hashed, then SHA-256's padding for a message of 64 + 32 bytes (768 bits).
+    let mut block = [0u8; 64];
+    block[32] = 0x80;
+    block[62..].copy_from_slice(&768u16.to_be_bytes());
     for _ in 1..i {
-        let mut hmac = keyed.clone();
-        hmac.update(&prev);
-        prev = hmac.finalize().into_bytes();
-
-        for (hi, prev) in hi.iter_mut().zip(prev) {
-            *hi ^= prev;
+        for (bytes, word) in block.chunks_exact_mut(4).zip(u) {
+            bytes.copy_from_slice(&word.to_be_bytes());
+        }
+        let mut state = inner;
+        compress256(&mut state, &[block]);
+        for (bytes, word) in block.chunks_exact_mut(4).zip(state) {
+            bytes.copy_from_slice(&word.to_be_bytes());
+        }
+        u = outer;
+        compress256(&mut u, &[block]);
+        for (hi, u) in hi.iter_mut().zip(u) {
+            *hi ^= u;
         }
     }
 
-    hi.into()
+    let mut out = [0u8; 32];
+    for (bytes, word) in out.chunks_exact_mut(4).zip(hi) {
+        bytes.copy_from_slice(&word.to_be_bytes());
+    }
+    out
 }
+
+/// SHA-256's initial state (FIPS 180-4, 5.3.3).
+const SHA256_IV: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
 
 enum ChannelBindingInner {
     Unrequested,
@@ -148,17 +190,22 @@ pub struct ScramSha256 {
 impl ScramSha256 {
     /// Constructs a new instance which will use the provided password for authentication.
     pub fn new(password: &[u8], channel_binding: ChannelBinding) -> ScramSha256 {
-        // rand 0.5's ThreadRng is cryptographically secure
-        let mut rng = rand::rng();
-        let nonce = (0..NONCE_LENGTH)
-            .map(|_| {
-                let mut v = rng.random_range(0x21u8..0x7e);
+        // Printable ASCII but ',' (RFC 5802), 93 values, each equally likely: bytes from the
+        // operating system's generator, those at or above 186 (2 x 93) dropped. (Straight from
+        // getrandom rather than rand's thread-local generator, which a one-login process would
+        // seed and set up only for these 24 bytes.)
+        let mut nonce = String::with_capacity(NONCE_LENGTH);
+        while nonce.len() < NONCE_LENGTH {
+            let mut bytes = [0u8; 64];
+            getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
+            for b in bytes.iter().filter(|&&b| b < 186).take(NONCE_LENGTH - nonce.len()) {
+                let mut v = 0x21 + b % 93;
                 if v == 0x2c {
                     v = 0x7e
                 }
-                v as char
-            })
-            .collect::<String>();
+                nonce.push(v as char);
+            }
+        }
 
         ScramSha256::new_inner(password, channel_binding, nonce)
     }

@@ -3,7 +3,12 @@
 use byteorder::{BigEndian, ByteOrder, ReadBytesExt};
 use bytes::{Bytes, BytesMut};
 use fallible_iterator::FallibleIterator;
-use memchr::memchr;
+// A plain scan rather than the memchr crate: the strings searched are a few bytes long, and the
+// first memchr call in a process runs the standard library's CPU feature detection (about nine
+// `cpuid` instructions, each a trap to the hypervisor in a virtual machine).
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
 use std::cmp;
 use std::io::{self, Read};
 use std::ops::Range;

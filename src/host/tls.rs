@@ -2,12 +2,15 @@
 //! libpq's `prefer` and `require` encrypt without verifying the certificate; `verify-ca` checks
 //! the chain only; `verify-full` checks chain and host name.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::{
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     client::WebPkiServerVerifier,
-    crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider},
+    crypto::{
+        ring, verify_tls12_signature, verify_tls13_signature, ActiveKeyExchange, CryptoProvider,
+        SupportedKxGroup,
+    },
     pki_types::{pem::PemObject, CertificateDer, ServerName, UnixTime},
     CertificateError, ClientConfig, DigitallySignedStruct, Error, NamedGroup, RootCertStore,
     SignatureScheme,
@@ -58,6 +61,7 @@ pub fn client_config(
         provider
             .kx_groups
             .sort_by_key(|g| g.name() != NamedGroup::secp256r1);
+        provider.kx_groups[0] = &EARLY_P256;
     }
     let provider = Arc::new(provider);
     let builder = ClientConfig::builder_with_provider(provider.clone())
@@ -84,6 +88,50 @@ pub fn client_config(
         }
     };
     Ok(config)
+}
+
+/// P-256 with a key pair that may have been made ahead of time by [`prepare_p256_key_share`].
+static EARLY_P256: EarlyP256 = EarlyP256 {
+    ready: Mutex::new(None),
+};
+
+struct EarlyP256 {
+    ready: Mutex<Option<Box<dyn ActiveKeyExchange>>>,
+}
+
+impl std::fmt::Debug for EarlyP256 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EarlyP256")
+    }
+}
+
+impl SupportedKxGroup for EarlyP256 {
+    /// The key pair made ahead of time if there is one (taken: each is used once), else a new one.
+    fn start(&self) -> Result<Box<dyn ActiveKeyExchange>, Error> {
+        let early = self.ready.lock().ok().and_then(|mut ready| ready.take());
+        match early {
+            Some(kx) => Ok(kx),
+            None => ring::kx_group::SECP256R1.start(),
+        }
+    }
+
+    fn name(&self) -> NamedGroup {
+        NamedGroup::secp256r1
+    }
+}
+
+/// Makes the P-256 key pair of the next handshake that leads with P-256 now, while the caller
+/// has nothing else to do: a PostgreSQL client waits for the server to start a backend before it
+/// may begin TLS. The first one in a process also runs ring's CPU feature detection, `cpuid`
+/// instructions that trap to the hypervisor in a virtual machine. A pair made but not used (the
+/// server refused TLS) waits for the next handshake; none is used twice.
+pub fn prepare_p256_key_share() {
+    let Ok(mut ready) = EARLY_P256.ready.lock() else {
+        return;
+    };
+    if ready.is_none() {
+        *ready = ring::kx_group::SECP256R1.start().ok();
+    }
 }
 
 /// The certificates of a PEM file; an error says what is wrong with it (a script fault).
@@ -238,5 +286,31 @@ mod tests {
         both.1.sort_by_key(|g| u16::from(*g));
         assert_eq!(both.0, both.1);
         assert!(pg.len() >= 2, "{pg:?}");
+    }
+
+    #[test]
+    fn a_prepared_p256_key_pair_serves_one_handshake() {
+        let config = client_config(Verify::Nothing, None, KeyShare::P256).unwrap();
+        let group = config.crypto_provider().kx_groups[0];
+        let public = |kx: Box<dyn ActiveKeyExchange>| kx.pub_key().to_vec();
+        prepare_p256_key_share();
+        let prepared = EARLY_P256
+            .ready
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .pub_key()
+            .to_vec();
+        // Preparing again keeps the pair waiting; the next handshake takes it, the one after
+        // makes its own.
+        prepare_p256_key_share();
+        let first = public(group.start().unwrap());
+        assert_eq!(first, prepared);
+        assert!(EARLY_P256.ready.lock().unwrap().is_none());
+        let second = public(group.start().unwrap());
+        assert_ne!(second, first);
+        assert_eq!(first.len(), 65, "an uncompressed P-256 point");
+        assert_eq!(second.len(), 65);
     }
 }

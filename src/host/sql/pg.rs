@@ -10,6 +10,7 @@ use std::{
 };
 
 use rhai::Dynamic;
+use sha2::Digest as _;
 use tokio_postgres::{
     tls::MakeTlsConnect,
     types::{FromSql, Type},
@@ -17,7 +18,7 @@ use tokio_postgres::{
 };
 
 use super::{
-    super::tls::{client_config, KeyShare, Verify},
+    super::tls::{client_config, prepare_p256_key_share, KeyShare, Verify},
     dsn::{Dsn, SslMode, Target},
     Request, SqlError,
 };
@@ -26,7 +27,7 @@ use crate::deadline::human;
 pub fn run(dsn: &Dsn, budget: Duration, request: &Request) -> Result<Dynamic, SqlError> {
     let config = config(dsn)?;
     if dsn.ssl == SslMode::Disable {
-        return drive(&config, NoTls, dsn, budget, request);
+        return drive(&config, NoTls, false, dsn, budget, request);
     }
     let verify = Verify::of(dsn.ssl, dsn.ca_file.as_deref());
     let tls =
@@ -34,6 +35,7 @@ pub fn run(dsn: &Dsn, budget: Duration, request: &Request) -> Result<Dynamic, Sq
     drive(
         &config,
         tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+        true,
         dsn,
         budget,
         request,
@@ -88,10 +90,12 @@ fn config(dsn: &Dsn) -> Result<Config, SqlError> {
     Ok(config)
 }
 
-/// Connect, run the request and say goodbye, all within `budget`.
+/// Connect, run the request and say goodbye, all within `budget`. `early_tls`: TLS may follow,
+/// so its CPU work that does not depend on the server is done while the server starts up.
 fn drive<T>(
     config: &Config,
     tls: T,
+    early_tls: bool,
     dsn: &Dsn,
     budget: Duration,
     request: &Request,
@@ -108,6 +112,16 @@ where
     let phase = Cell::new("connecting");
     let started = Instant::now();
     let result = runtime.block_on(async {
+        if early_tls {
+            // Spawned, this runs when the connection first waits: PostgreSQL starts a backend
+            // for each connection before it answers the SSLRequest, a few hundred microseconds
+            // the client would spend idle. Done then: the key pair of the ClientHello, and the
+            // one-time CPU feature checks of ring and of the SHA-256 code SCRAM uses.
+            tokio::spawn(async {
+                prepare_p256_key_share();
+                sha2::Sha256::digest(b"");
+            });
+        }
         let work = async {
             let (client, connection) = config
                 .connect(tls)

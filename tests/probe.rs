@@ -687,6 +687,43 @@ fn tcp_open_ipv6_literal() {
         .expect(1, &format!("TCP [::1]:{port} -> connection refused"));
 }
 
+#[test]
+fn localhost_reaches_a_server_listening_on_ipv6_loopback_only() {
+    // `localhost` is 127.0.0.1 then ::1 without a lookup: a server on ::1 alone is still found.
+    use std::io::{Read, Write};
+    let Ok(listener) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("SKIPPED localhost_reaches_…: no IPv6 loopback on this machine");
+        return;
+    };
+    let port = listener.local_addr().unwrap().port();
+    if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        eprintln!("SKIPPED localhost_reaches_…: 127.0.0.1:{port} is taken by another listener");
+        return;
+    }
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten().take(4) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 1024];
+            if matches!(stream.read(&mut buf), Ok(n) if n > 0) {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nv6",
+                );
+            }
+        }
+    });
+    Probe::script(&format!(
+        "let r = http_get(\"http://localhost:{port}/\"); \
+         r.status == 200 && r.body == \"v6\" && tcp_open(\"LOCALHOST.\", {port})"
+    ))
+    .run()
+    .expect(0, "healthy");
+    // And nothing listens on either address: refused, quickly, naming the name.
+    let closed = closed_port();
+    Probe::script(&format!("http_get(\"http://localhost:{closed}/\").ok"))
+        .run()
+        .expect(2, &format!("GET http://localhost:{closed}/"));
+}
+
 // ---- variables, stdin, formats, logs -----------------------------------------------------------
 
 #[test]

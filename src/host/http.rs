@@ -85,10 +85,11 @@ pub fn build_agent() -> ureq::Agent {
     )
 }
 
-/// ureq's resolver, except that an IP address in the URL is used as it is. ureq's own resolver
-/// runs every lookup, literals included, on a new thread (to bound it by the timeout); most
-/// probes name 127.0.0.1, and that thread was a tenth of their system time. Names still go
-/// through ureq's (bounded) lookup, as `tcp::resolve` does.
+/// ureq's resolver, except that an IP address in the URL is used as it is, and `localhost` is the
+/// loopback addresses (`tcp::loopback`). ureq's own resolver runs every lookup, literals
+/// included, on a new thread (to bound it by the timeout); most probes name 127.0.0.1 or
+/// localhost, and that thread was a tenth of their system time. Other names still go through
+/// ureq's (bounded) lookup, as `tcp::resolve` does.
 #[derive(Debug, Default)]
 struct LiteralsFirst(DefaultResolver);
 
@@ -99,26 +100,29 @@ impl Resolver for LiteralsFirst {
         config: &ureq::config::Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let literal = uri.authority().and_then(|authority| {
+        let known = uri.authority().and_then(|authority| {
             let host = authority.host();
             let host = host
                 .strip_prefix('[')
                 .and_then(|h| h.strip_suffix(']'))
                 .unwrap_or(host);
-            let ip = host.parse::<std::net::IpAddr>().ok()?;
             let port = authority.port_u16().or(match uri.scheme_str() {
                 Some("https") => Some(443),
                 Some("http") => Some(80),
                 _ => None,
             })?;
-            Some(std::net::SocketAddr::new(ip, port))
-        });
-        match literal {
-            Some(addr) => {
-                let mut addrs = self.empty();
-                addrs.push(addr);
-                Ok(addrs)
+            let mut addrs = self.empty();
+            if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+                addrs.push(std::net::SocketAddr::new(ip, port));
+            } else {
+                for ip in super::tcp::loopback(host)? {
+                    addrs.push(std::net::SocketAddr::new(ip, port));
+                }
             }
+            Some(addrs)
+        });
+        match known {
+            Some(addrs) => Ok(addrs),
             None => self.0.resolve(uri, config, timeout),
         }
     }

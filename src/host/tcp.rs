@@ -25,8 +25,8 @@ pub const DOC_TCP_OPEN: FnDoc = FnDoc {
 ///
 /// `true` when a TCP connection is accepted within the timeout (then closed at once); `false`
 /// when refused, unreachable, not resolved or timed out, with the reason in the call trace.
-/// Host names resolve (every address is tried in order); IPv6 literals work with or without
-/// brackets. A script fault for an empty host or a port outside 1-65535.
+/// Host names resolve (every address is tried in order; `localhost` is the loopback addresses
+/// without a lookup); IPv6 literals work with or without brackets. A script fault for an empty host or a port outside 1-65535.
 fn tcp_open(
     host: &Host,
     ctx: &NativeCallContext,
@@ -95,7 +95,8 @@ fn dns_resolve(host: &Host, ctx: &NativeCallContext, name: &str) -> RhaiResult<r
         format!("dns_resolve({name})"),
         None,
         |budget| {
-            let addrs = resolve(name, 0, budget).map_err(HostError::Transport)?;
+            // What the system resolver answers, `localhost` included: this checks resolution.
+            let addrs = lookup(name, 0, budget).map_err(HostError::Transport)?;
             let mut seen: Vec<String> = Vec::new();
             for addr in addrs {
                 let ip = addr.ip().to_string();
@@ -112,9 +113,38 @@ fn dns_resolve(host: &Host, ctx: &NativeCallContext, name: &str) -> RhaiResult<r
     )
 }
 
-/// Resolve `host:port` within `budget`. IP literals need no lookup; names go through the system
-/// resolver on a helper thread, because `getaddrinfo` cannot be given a timeout.
+/// The addresses to connect to for `host:port`, within `budget`. IP literals and `localhost`
+/// need no lookup (see [`loopback`]); other names go through [`lookup`].
 pub fn resolve(host: &str, port: u16, budget: Duration) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    if let Some(ips) = loopback(host) {
+        return Ok(ips.map(|ip| SocketAddr::new(ip, port)).to_vec());
+    }
+    lookup(host, port, budget)
+}
+
+/// `localhost` and names under it (`*.localhost`, any case, with or without the final dot) are
+/// the loopback addresses, IPv4 first, without asking the resolver: RFC 6761 (6.3) lets
+/// resolvers answer them so, and curl does. A probe mostly checks its own pod through
+/// `localhost`, and a lookup costs a helper thread (getaddrinfo takes no timeout) and the
+/// hosts file. Both addresses are tried in turn, so a server listening on `::1` alone is found.
+pub fn loopback(host: &str) -> Option<[IpAddr; 2]> {
+    let name = host.strip_suffix('.').unwrap_or(host).as_bytes();
+    let suffix = b"localhost";
+    let is_loopback = name.len() >= suffix.len()
+        && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+        && (name.len() == suffix.len() || name[name.len() - suffix.len() - 1] == b'.');
+    is_loopback.then_some([
+        IpAddr::from(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+    ])
+}
+
+/// Resolve `host:port` through the system resolver within `budget`, on a helper thread because
+/// `getaddrinfo` cannot be given a timeout. IP literals need no lookup.
+pub fn lookup(host: &str, port: u16, budget: Duration) -> Result<Vec<SocketAddr>, String> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
@@ -155,4 +185,44 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>) {
             tcp_open(&h, &ctx, name, port, options)
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn localhost_names_are_loopback_without_a_lookup() {
+        let both = Some([
+            IpAddr::from(std::net::Ipv4Addr::LOCALHOST),
+            IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ]);
+        for name in [
+            "localhost",
+            "LocalHost",
+            "localhost.",
+            "app.localhost",
+            "a.b.LOCALHOST.",
+        ] {
+            assert_eq!(loopback(name), both, "{name}");
+        }
+        for name in [
+            "notlocalhost",
+            "localhost.example",
+            "localhost..",
+            "",
+            "local",
+            "127.0.0.1",
+        ] {
+            assert_eq!(loopback(name), None, "{name}");
+        }
+        let addrs = resolve("localhost", 8080, Duration::from_millis(1)).unwrap();
+        assert_eq!(
+            addrs,
+            vec![
+                "127.0.0.1:8080".parse::<SocketAddr>().unwrap(),
+                "[::1]:8080".parse().unwrap()
+            ]
+        );
+    }
 }

@@ -688,6 +688,52 @@ fn tcp_open_ipv6_literal() {
 }
 
 #[test]
+fn localhost_without_ipv6_says_connection_refused() {
+    // A host with IPv6 disabled has no ::1: `localhost` must then be 127.0.0.1 alone, so a port
+    // nothing listens on reads "connection refused", not ::1's "address not available". Run in a
+    // network namespace of its own (needs root and iproute2's `ip`; skipped otherwise).
+    let setup = "ip link set lo up && sysctl -qw net.ipv6.conf.lo.disable_ipv6=1 \
+                 && ! ip -6 addr show dev lo | grep -q ::1";
+    let ready = std::process::Command::new("unshare")
+        .args(["-n", "sh", "-c", setup])
+        .status();
+    if !matches!(ready, Ok(s) if s.success()) {
+        eprintln!("SKIPPED localhost_without_ipv6_…: cannot make a network namespace without ::1");
+        return;
+    }
+    let dir = temp_dir("localhost-no-ipv6");
+    for (source, code, expected) in [
+        (
+            "http_get(\"http://localhost:1/\").ok",
+            2,
+            "GET http://localhost:1/: connection refused",
+        ),
+        (
+            "tcp_open(\"localhost\", 1)",
+            1,
+            "TCP localhost:1 -> connection refused",
+        ),
+    ] {
+        let script = dir.join("probe.rhai");
+        std::fs::write(&script, source).unwrap();
+        let out = std::process::Command::new("unshare")
+            .args([
+                "-n",
+                "sh",
+                "-c",
+                &format!("{setup} && exec \"$0\" run \"$1\""),
+            ])
+            .arg(support::BIN)
+            .arg(&script)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(code), "{source}: {stdout}");
+        assert!(stdout.contains(expected), "{source}: {stdout}");
+    }
+}
+
+#[test]
 fn localhost_reaches_a_server_listening_on_ipv6_loopback_only() {
     // `localhost` is 127.0.0.1 then ::1 without a lookup: a server on ::1 alone is still found.
     use std::io::{Read, Write};

@@ -26,7 +26,8 @@ pub const DOC_TCP_OPEN: FnDoc = FnDoc {
 /// `true` when a TCP connection is accepted within the timeout (then closed at once); `false`
 /// when refused, unreachable, not resolved or timed out, with the reason in the call trace.
 /// Host names resolve (every address is tried in order; `localhost` is the loopback addresses
-/// without a lookup); IPv6 literals work with or without brackets. A script fault for an empty host or a port outside 1-65535.
+/// without a lookup); IPv6 literals work with or without brackets. A script fault for an empty
+/// host or a port outside 1-65535.
 fn tcp_open(
     host: &Host,
     ctx: &NativeCallContext,

@@ -61,7 +61,13 @@ pub fn client_config(
         provider
             .kx_groups
             .sort_by_key(|g| g.name() != NamedGroup::secp256r1);
-        provider.kx_groups[0] = &EARLY_P256;
+        if let Some(p256) = provider
+            .kx_groups
+            .iter_mut()
+            .find(|g| g.name() == NamedGroup::secp256r1)
+        {
+            *p256 = &EARLY_P256;
+        }
     }
     let provider = Arc::new(provider);
     let builder = ClientConfig::builder_with_provider(provider.clone())

@@ -120,9 +120,25 @@ instructions() {
 cg_true=$(instructions true) cg_article=$(instructions article) cg_big=$(instructions big)
 cg_pg=$(instructions pg) cg_mysql=$(instructions mysql)
 
+# --- cold start (cachegrind) -----------------------------------------------------------------------
+# The distinct 64-byte lines of code and data a run touches: cachegrind's simulated caches start
+# empty and its last level (32 MiB here, whatever the machine has) is larger than any of these
+# runs, so its misses there are first touches. A probe in a pod runs every few seconds after the
+# application has had the CPU, so this is memory it fetches from RAM on every run.
+footprint() {
+  valgrind --tool=cachegrind --cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 --LL=33554432,16,64 \
+    --cachegrind-out-file=/dev/null "$@" 2>&1 >/dev/null \
+    | sed -n 's/.*LL misses: *\([0-9,]*\).*/\1/p' | tr -d ,
+}
+fp_true=$(footprint "$bin" run --timeout 10s "$work/true.rhai")
+fp_bintrue=$(footprint /bin/true)
+fp_article=$(footprint "$bin" run --timeout 10s "$work/article.rhai")
+fp_curl=$(footprint "$(command -v curl)" -sf -o /dev/null http://localhost/health)
+fp_pg=$(footprint "$bin" run --timeout 10s "$work/pg.rhai")
+
 # --- spec for the runner ----------------------------------------------------------------------------
 export work bin python pgbin pg_port pg_dsn my_dsn my_password runs warmup quick
-export cg_true cg_article cg_big cg_pg cg_mysql
+export cg_true cg_article cg_big cg_pg cg_mysql fp_true fp_bintrue fp_article fp_curl fp_pg
 "$python" - > "$work/spec.json" <<'PY'
 import json, os, platform, shutil, subprocess, sys
 e = os.environ
@@ -183,6 +199,11 @@ spec = {
     "callgrind": {"`true` script": int(e["cg_true"]), "article check": int(e["cg_article"]),
                   "200 lines, 20 checks": int(e["cg_big"]), "sql_ping PostgreSQL (scram, TLS)": int(e["cg_pg"]),
                   "sql_ping MariaDB": int(e["cg_mysql"])},
+    "footprint": [["`true` script", "`rhai-probe run true.rhai`", int(e["fp_true"])],
+                  ["", "`/bin/true`", int(e["fp_bintrue"])],
+                  ["the article's check", "`rhai-probe run article.rhai`", int(e["fp_article"])],
+                  ["", "`curl -sf http://localhost/health`", int(e["fp_curl"])],
+                  ["sql_ping PostgreSQL (scram, TLS)", "`rhai-probe run pg.rhai`", int(e["fp_pg"])]],
     "binary_size": os.path.getsize(b),
     "targets": targets,
     "notes": open("scripts/bench/notes.md").read() if os.path.exists("scripts/bench/notes.md") else "",

@@ -1,19 +1,25 @@
 //! The one place a Rhai `Engine` is built, for `run` and `check` alike: sandbox limits, the
 //! deadline hook, where `print` goes, and the host functions.
 //!
-//! `Engine::new_raw()` plus the packages a probe needs, not `Engine::new()`: the full standard
-//! package is most of the start-up cost of a run, and `new()` also installs a file module
-//! resolver (`import` reading files) that a probe must not have. The packages are built eagerly:
-//! Rhai's `new_lazy()` packages cut a `true` script from 1.05 M to 0.63 M instructions, but
-//! every uncached lookup then rescans their manifests, and a 5 000-iteration loop went from
-//! 3.5 ms to 75 ms; a probe's cost must not depend on how its author writes a loop. `eval` is
-//! disabled so that what `check` compiles is all the script can run.
+//! `Engine::new_raw()` plus the packages a probe needs, not `Engine::new()`: `new()` also
+//! installs a file module resolver (`import` reading files) that a probe must not have, and
+//! packages a probe has no use for. `eval` is disabled so that what `check` compiles is all the
+//! script can run.
+//!
+//! Start-up is most of what a short probe costs, and registering the packages' ~360 generated
+//! functions (each hashed, its metadata boxed, put in a table that grows by rehashing) was most
+//! of start-up: 0.26 M of a `true` script's 0.39 M instructions and 3,100 of the 6,900 cache
+//! lines it touched. So they are not registered: the packages' modules keep them in their static
+//! manifests, and a call looks one up there. Rhai scans the manifests on each such lookup
+//! (hashing every function), which made a 5,000-iteration loop calling a script function take
+//! 65 ms instead of 9.4; the vendored copy (vendor/rhai, see vendor/README.md) finds them in a
+//! table sorted by hash, built on the first lookup, and the loop costs what it did with every
+//! function registered (93.9 M instructions against 90.6 M; 209.7 M scanning).
 //!
 //! The packages go into one module, as Rhai's own `StandardPackage` does, which is not indexed:
 //! `Package::new()` ends with `build_index`, which copies every function into a second table
 //! for namespace-qualified calls (`module::fn()`). This build has no modules (`no_module`), and
-//! a global module's functions are looked up in their first table only; the copy was 0.1 M of a
-//! `true` script's 0.5 M instructions.
+//! a global module's functions are looked up in their first table only.
 
 use std::{cell::Cell, rc::Rc};
 
@@ -91,9 +97,10 @@ pub fn build(host: &Rc<Host>) -> Engine {
     engine
 }
 
-/// Rhai's packages a script may call, in one module. One function is defined by two of them
-/// (`to_int` of a character); the same one wins here as when they were registered one by one
-/// (tested).
+/// Rhai's packages a script may call, in one module, their generated functions left in the
+/// packages' manifests until called (tested: every one answers as when registered). One function
+/// is defined by two packages (`to_int` of a character); the same one wins here as when they
+/// were registered one by one (tested).
 fn packages() -> Module {
     let mut module = Module::new();
     CorePackage::init(&mut module);
@@ -101,7 +108,6 @@ fn packages() -> Module {
     BasicMapPackage::init(&mut module);
     BasicMathPackage::init(&mut module);
     MoreStringPackage::init(&mut module);
-    module.register_lazy_functions();
     module
 }
 
@@ -200,7 +206,11 @@ mod tests {
         .flat_map(|m| signatures(m))
         .collect();
         let combined = packages();
-        let mut together = signatures(&combined);
+        // The packages' generated functions are looked up in their manifests when first called;
+        // registering them lists them.
+        let mut materialized = combined.clone();
+        materialized.register_lazy_functions();
+        let mut together = signatures(&materialized);
         separately.sort();
         together.sort();
         assert!(together.len() > 300, "{}", together.len());
@@ -227,6 +237,75 @@ mod tests {
             )
             .unwrap();
         assert_eq!(got, "[1, 2, 3] [\"k\"] 6 ab-- 2 4.0 97");
+    }
+
+    /// A script expression calling the function a signature describes, with sample arguments;
+    /// `None` for parameter types a script cannot make here.
+    fn call_for(signature: &str) -> Option<String> {
+        let (name, rest) = signature.split_once('(')?;
+        let params = &rest[..rest.find(')')?];
+        let mut args = Vec::new();
+        for param in params.split(", ").filter(|p| !p.is_empty()) {
+            let ty = param.rsplit(": ").next()?.trim_start_matches("&mut ");
+            args.push(match ty {
+                "i64" | "Dynamic" => "2",
+                "f64" => "2.5",
+                "&str" | "ImmutableString" => "\"ab\"",
+                "char" => "'a'",
+                "bool" => "true",
+                "Array" => "[1, 2]",
+                "Map" => "#{a: 1}",
+                "Range<i64>" => "(0..2)",
+                "RangeInclusive<i64>" => "(0..=2)",
+                "FnPtr" => "|x| x",
+                _ => return None,
+            });
+        }
+        let ident = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        Some(match (name, args.as_slice()) {
+            // Blocks for its argument in seconds (the engine replaces it with the host's).
+            ("sleep", _) => return None,
+            (_, _) if ident => format!("{name}({})", args.join(", ")),
+            (_, [a]) if name.starts_with("get$") => format!("{a}.{}", &name[4..]),
+            (_, [a, b]) if name.starts_with("set$") => {
+                format!("{{ let v = {a}; v.{} = {b}; v }}", &name[4..])
+            }
+            (_, [a, b]) if name.ends_with('=') && name != "==" && name != "!=" => {
+                format!("{{ let v = {a}; v {name} {b}; v }}")
+            }
+            (_, [a, b]) => format!("{a} {name} {b}"),
+            (_, [a]) => format!("{name}{a}"),
+            _ => return None,
+        })
+    }
+
+    #[test]
+    fn lazy_packages_call_what_registered_ones_do() {
+        // The packages' generated functions stay in their manifests until a script calls one;
+        // this calls every function both ways and compares what comes back, value or error.
+        let lazy = packages();
+        let mut registered = lazy.clone();
+        registered.register_lazy_functions();
+        let engine = |module: &Module| {
+            let mut engine = Engine::new_raw();
+            engine.register_global_module(module.clone().into());
+            engine
+        };
+        let (lazy_engine, registered_engine) = (engine(&lazy), engine(&registered));
+        let (mut compared, mut returned) = (0, 0);
+        for signature in signatures(&registered) {
+            let Some(call) = call_for(&signature) else {
+                continue;
+            };
+            let got = |engine: &Engine| format!("{:?}", engine.eval::<Dynamic>(&call));
+            let expected = got(&registered_engine);
+            assert_eq!(got(&lazy_engine), expected, "{signature}: {call}");
+            compared += 1;
+            returned += usize::from(expected.starts_with("Ok("));
+        }
+        // Most signatures are called, and most calls reach their function and return.
+        assert!(compared > 280, "{compared}");
+        assert!(returned > 200, "{returned} of {compared}");
     }
 
     #[test]

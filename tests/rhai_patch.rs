@@ -1,0 +1,157 @@
+//! The patched Rhai (vendor/rhai): a module's functions held in plugin manifests (not registered
+//! up front) are found through a table sorted by hash, built on the first lookup, instead of
+//! hashing every function in every manifest on each lookup. These pin what a lookup must find:
+//! the function with the highest precedence among manifests (later manifests, then flattened
+//! sub-modules, then later functions), a registered function before any manifest's, overloads by
+//! parameter type, and nothing for a function that is not there. The engine's own packages are
+//! checked function by function in src/engine.rs (`lazy_packages_call_what_registered_ones_do`).
+
+use rhai::plugin::*;
+use rhai::{Engine, Module};
+
+#[export_module(manifest)]
+mod first {
+    pub fn pick(_x: i64) -> String {
+        "first".into()
+    }
+    pub fn only_first() -> i64 {
+        1
+    }
+    pub fn typed(_x: i64) -> String {
+        "int".into()
+    }
+    #[rhai_fn(name = "typed")]
+    pub fn typed_str(_x: &str) -> String {
+        "string".into()
+    }
+    #[rhai_fn(name = "typed")]
+    pub fn typed_two(_x: i64, _y: i64) -> String {
+        "two".into()
+    }
+}
+
+#[export_module(manifest)]
+mod second {
+    pub fn pick(_x: i64) -> String {
+        "second".into()
+    }
+    pub fn only_second() -> i64 {
+        2
+    }
+
+    pub mod inner {
+        pub fn pick(_x: i64) -> String {
+            "second::inner".into()
+        }
+    }
+}
+
+fn engine_with(module: Module) -> Engine {
+    let mut engine = Engine::new_raw();
+    engine.register_global_module(module.into());
+    engine
+}
+
+fn eval(engine: &Engine, script: &str) -> String {
+    engine
+        .eval::<rhai::Dynamic>(script)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|e| format!("error: {e}"))
+}
+
+#[test]
+fn the_later_manifest_wins_and_both_are_reachable() {
+    let mut module = Module::new();
+    module.combine_manifest(exported_manifest!(first));
+    let engine = engine_with(module);
+    assert_eq!(eval(&engine, "pick(0)"), "first");
+
+    let mut module = Module::new();
+    module.combine_manifest(exported_manifest!(first));
+    module.combine_manifest(exported_manifest!(second));
+    let engine = engine_with(module);
+    // `second` came later, and its flattened sub-module takes precedence over its own functions,
+    // as when every function is registered in turn.
+    assert_eq!(eval(&engine, "pick(0)"), "second::inner");
+    assert_eq!(eval(&engine, "only_first() + only_second()"), "3");
+
+    let mut module = Module::new();
+    module.combine_manifest(exported_manifest!(second));
+    module.combine_manifest(exported_manifest!(first));
+    assert_eq!(eval(&engine_with(module), "pick(0)"), "first");
+}
+
+#[test]
+fn lookups_agree_with_registering_every_function() {
+    let scripts = [
+        "pick(0)",
+        "only_first()",
+        "only_second()",
+        "typed(1)",
+        "typed(\"a\")",
+        "typed(1, 2)",
+        "typed(1.5)",
+        "typed()",
+        "nothing(1)",
+    ];
+    for order in [[0, 1], [1, 0]] {
+        let manifests = [exported_manifest!(first), exported_manifest!(second)];
+        let mut lazy = Module::new();
+        for i in order {
+            lazy.combine_manifest(manifests[i]);
+        }
+        let mut registered = lazy.clone();
+        registered.register_lazy_functions();
+        let (lazy, registered) = (engine_with(lazy), engine_with(registered));
+        for script in scripts {
+            assert_eq!(
+                eval(&lazy, script),
+                eval(&registered, script),
+                "{script} with manifests in order {order:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn overloads_are_found_by_parameter_type_and_missing_ones_are_not() {
+    let mut module = Module::new();
+    module.combine_manifest(exported_manifest!(first));
+    let engine = engine_with(module);
+    assert_eq!(eval(&engine, "typed(1)"), "int");
+    assert_eq!(eval(&engine, "typed(\"a\")"), "string");
+    assert_eq!(eval(&engine, "typed(1, 2)"), "two");
+    for missing in ["typed(1.5)", "typed()", "nothing(1)"] {
+        let got = eval(&engine, missing);
+        assert!(
+            got.starts_with("error: Function not found"),
+            "{missing}: {got}"
+        );
+    }
+}
+
+#[test]
+fn a_registered_function_wins_over_the_manifests() {
+    let mut module = Module::new();
+    module.combine_manifest(exported_manifest!(first));
+    module.set_native_fn("pick", |_x: i64| Ok("registered".to_string()));
+    module.combine_manifest(exported_manifest!(second));
+    let engine = engine_with(module);
+    assert_eq!(eval(&engine, "pick(0)"), "registered");
+    assert_eq!(eval(&engine, "only_second()"), "2");
+}
+
+#[test]
+fn a_manifest_added_after_the_first_lookup_is_found() {
+    // The sorted table is built on the first lookup; adding a manifest must not leave it stale.
+    let mut module = Module::new();
+    module.combine_manifest(exported_manifest!(first));
+    // A lookup on this very module (a miss) builds its table.
+    assert!(!module.contains_fn(0));
+    let before = module.clone();
+    assert_eq!(eval(&engine_with(before), "pick(0)"), "first");
+    module.combine_manifest(exported_manifest!(second));
+    let engine = engine_with(module);
+    assert_eq!(eval(&engine, "pick(0)"), "second::inner");
+    assert_eq!(eval(&engine, "only_second()"), "2");
+}

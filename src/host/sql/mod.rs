@@ -4,6 +4,7 @@
 //! (`mysqladmin ping` succeeds on "Access denied").
 
 pub mod dsn;
+mod gather;
 mod my;
 mod pg;
 

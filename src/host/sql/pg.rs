@@ -20,6 +20,7 @@ use tokio_postgres::{
 use super::{
     super::tls::{client_config, prepare_p256_key_share, KeyShare, Verify},
     dsn::{Dsn, SslMode, Target},
+    gather::GatherTls,
     Request, SqlError,
 };
 use crate::deadline::human;
@@ -34,7 +35,7 @@ pub fn run(dsn: &Dsn, budget: Duration, request: &Request) -> Result<Dynamic, Sq
         client_config(verify, dsn.ca_file.as_deref(), KeyShare::P256).map_err(SqlError::Fault)?;
     drive(
         &config,
-        tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+        GatherTls(tokio_postgres_rustls::MakeRustlsConnect::new(tls)),
         true,
         dsn,
         budget,

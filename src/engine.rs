@@ -25,8 +25,8 @@ use std::{cell::Cell, rc::Rc};
 
 use rhai::{
     packages::{
-        BasicArrayPackage, BasicMapPackage, BasicMathPackage, CorePackage, MoreStringPackage,
-        Package,
+        BasicArrayPackage, BasicMapPackage, BasicMathPackage, CorePackage, LogicPackage,
+        MoreStringPackage, Package,
     },
     Dynamic, Engine, Module,
 };
@@ -108,6 +108,7 @@ fn packages() -> Module {
     BasicMapPackage::init(&mut module);
     BasicMathPackage::init(&mut module);
     MoreStringPackage::init(&mut module);
+    LogicPackage::init(&mut module);
     module
 }
 
@@ -201,6 +202,7 @@ mod tests {
             BasicMapPackage::new().as_shared_module(),
             BasicMathPackage::new().as_shared_module(),
             MoreStringPackage::new().as_shared_module(),
+            LogicPackage::new().as_shared_module(),
         ]
         .iter()
         .flat_map(|m| signatures(m))
@@ -233,10 +235,10 @@ mod tests {
             .eval::<String>(
                 r#"let a = [3, 1, 2]; a.sort(); let m = #{k: a.len()}; let t = 0;
                    for i in 0..4 { t += i; } let s = "ab"; s.pad(4, '-');
-                   `${a} ${m.keys()} ${t} ${s} ${abs(-2)} ${sqrt(16.0)} ${to_int('a')}`"#,
+                   `${a} ${m.keys()} ${t} ${s} ${abs(-2)} ${sqrt(16.0)} ${to_int('a')} ${max(1, 5)}`"#,
             )
             .unwrap();
-        assert_eq!(got, "[1, 2, 3] [\"k\"] 6 ab-- 2 4.0 97");
+        assert_eq!(got, "[1, 2, 3] [\"k\"] 6 ab-- 2 4.0 97 5");
     }
 
     /// A script expression calling the function a signature describes, with sample arguments;

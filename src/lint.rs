@@ -19,6 +19,7 @@ use crate::{diagnostic::Diagnostic, host, trace::Pos};
 /// test compares this list with the engine's own (in test builds, which have Rhai's metadata),
 /// so a Rhai upgrade that adds or drops a function fails the tests rather than the lint.
 pub const RHAI_FUNCTIONS: &[&str] = &[
+    "!",
     "!=",
     "%",
     "*",
@@ -27,7 +28,11 @@ pub const RHAI_FUNCTIONS: &[&str] = &[
     "+=",
     "-",
     "/",
+    "<",
+    "<=",
     "==",
+    ">",
+    ">=",
     "E",
     "PI",
     "abs",

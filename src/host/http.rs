@@ -86,7 +86,7 @@ pub fn build_agent() -> ureq::Agent {
 }
 
 /// ureq's resolver, except that an IP address in the URL is used as it is, and `localhost` is the
-/// loopback addresses (`tcp::loopback`). ureq's own resolver runs every lookup, literals
+/// loopback addresses (`tcp::without_lookup`). ureq's own resolver runs every lookup, literals
 /// included, on a new thread (to bound it by the timeout); most probes name 127.0.0.1 or
 /// localhost, and that thread was a tenth of their system time. Other names still go through
 /// ureq's (bounded) lookup, as `tcp::resolve` does.
@@ -112,12 +112,8 @@ impl Resolver for LiteralsFirst {
                 _ => None,
             })?;
             let mut addrs = self.empty();
-            if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            for ip in super::tcp::without_lookup(host)? {
                 addrs.push(std::net::SocketAddr::new(ip, port));
-            } else {
-                for ip in super::tcp::loopback(host)? {
-                    addrs.push(std::net::SocketAddr::new(ip, port));
-                }
             }
             Some(addrs)
         });

@@ -114,19 +114,25 @@ fn dns_resolve(host: &Host, ctx: &NativeCallContext, name: &str) -> RhaiResult<r
     )
 }
 
-/// The addresses to connect to for `host:port`, within `budget`. IP literals and `localhost`
-/// need no lookup (see [`loopback`]); other names go through [`lookup`].
+/// The addresses to connect to for `host:port`, within `budget`: [`without_lookup`] when it
+/// knows them, else [`lookup`].
 pub fn resolve(host: &str, port: u16, budget: Duration) -> Result<Vec<SocketAddr>, String> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    if let Some(ips) = loopback(host) {
-        return Ok(ips
+    match without_lookup(host) {
+        Some(ips) => Ok(ips
             .into_iter()
             .map(|ip| SocketAddr::new(ip, port))
-            .collect());
+            .collect()),
+        None => lookup(host, port, budget),
     }
-    lookup(host, port, budget)
+}
+
+/// The addresses of `host` when no lookup is needed: an IP literal, or `localhost` (see
+/// [`loopback`]). The one place that decides it, for `tcp_open`, `http_get` and `redis_ping`.
+pub fn without_lookup(host: &str) -> Option<Vec<IpAddr>> {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => Some(vec![ip]),
+        Err(_) => loopback(host),
+    }
 }
 
 /// `localhost` and names under it (`*.localhost`, any case, with or without the final dot) are
@@ -136,7 +142,7 @@ pub fn resolve(host: &str, port: u16, budget: Duration) -> Result<Vec<SocketAddr
 /// hosts file. The addresses are tried in turn, so a server listening on `::1` alone is found;
 /// `::1` is left out where the host has no IPv6 loopback (IPv6 disabled), or a port nothing
 /// listens on would be reported as "address not available" instead of "connection refused".
-pub fn loopback(host: &str) -> Option<Vec<IpAddr>> {
+fn loopback(host: &str) -> Option<Vec<IpAddr>> {
     let name = host.strip_suffix('.').unwrap_or(host).as_bytes();
     let suffix = b"localhost";
     let is_loopback = name.len() >= suffix.len()

@@ -46,6 +46,15 @@ mod second {
     }
 }
 
+/// A module holding these manifests' functions unregistered, the later ones taking precedence.
+fn combined(manifests: &[&'static ModuleManifest]) -> Module {
+    let mut module = Module::new();
+    for manifest in manifests {
+        module.combine_manifest(manifest);
+    }
+    module
+}
+
 fn engine_with(module: Module) -> Engine {
     let mut engine = Engine::new_raw();
     engine.register_global_module(module.into());
@@ -61,23 +70,19 @@ fn eval(engine: &Engine, script: &str) -> String {
 
 #[test]
 fn the_later_manifest_wins_and_both_are_reachable() {
-    let mut module = Module::new();
-    module.combine_manifest(exported_manifest!(first));
-    let engine = engine_with(module);
+    let engine = engine_with(combined(&[exported_manifest!(first)]));
     assert_eq!(eval(&engine, "pick(0)"), "first");
 
-    let mut module = Module::new();
-    module.combine_manifest(exported_manifest!(first));
-    module.combine_manifest(exported_manifest!(second));
-    let engine = engine_with(module);
+    let engine = engine_with(combined(&[
+        exported_manifest!(first),
+        exported_manifest!(second),
+    ]));
     // `second` came later, and its flattened sub-module takes precedence over its own functions,
     // as when every function is registered in turn.
     assert_eq!(eval(&engine, "pick(0)"), "second::inner");
     assert_eq!(eval(&engine, "only_first() + only_second()"), "3");
 
-    let mut module = Module::new();
-    module.combine_manifest(exported_manifest!(second));
-    module.combine_manifest(exported_manifest!(first));
+    let module = combined(&[exported_manifest!(second), exported_manifest!(first)]);
     assert_eq!(eval(&engine_with(module), "pick(0)"), "first");
 }
 
@@ -96,10 +101,7 @@ fn lookups_agree_with_registering_every_function() {
     ];
     for order in [[0, 1], [1, 0]] {
         let manifests = [exported_manifest!(first), exported_manifest!(second)];
-        let mut lazy = Module::new();
-        for i in order {
-            lazy.combine_manifest(manifests[i]);
-        }
+        let lazy = combined(&order.map(|i| manifests[i]));
         let mut registered = lazy.clone();
         registered.register_lazy_functions();
         let (lazy, registered) = (engine_with(lazy), engine_with(registered));
@@ -115,9 +117,7 @@ fn lookups_agree_with_registering_every_function() {
 
 #[test]
 fn overloads_are_found_by_parameter_type_and_missing_ones_are_not() {
-    let mut module = Module::new();
-    module.combine_manifest(exported_manifest!(first));
-    let engine = engine_with(module);
+    let engine = engine_with(combined(&[exported_manifest!(first)]));
     assert_eq!(eval(&engine, "typed(1)"), "int");
     assert_eq!(eval(&engine, "typed(\"a\")"), "string");
     assert_eq!(eval(&engine, "typed(1, 2)"), "two");
@@ -144,8 +144,7 @@ fn a_registered_function_wins_over_the_manifests() {
 #[test]
 fn a_manifest_added_after_the_first_lookup_is_found() {
     // The sorted table is built on the first lookup; adding a manifest must not leave it stale.
-    let mut module = Module::new();
-    module.combine_manifest(exported_manifest!(first));
+    let mut module = combined(&[exported_manifest!(first)]);
     // A lookup on this very module (a miss) builds its table.
     assert!(!module.contains_fn(0));
     let before = module.clone();

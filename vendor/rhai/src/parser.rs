@@ -442,6 +442,28 @@ fn parse_var_name(input: &mut TokenStream) -> ParseResult<(SmartString, Position
 ///
 /// Panics if the expression is not a combo chain.
 #[cfg(any(not(feature = "no_index"), not(feature = "no_object")))]
+/// rhai-probe: a `??` operand before the last one is read as an optional chain, as if every `.`
+/// were `?.` and every `[` were `?[`, so that a missing map key (or an index past the end of an
+/// array) on its left gives the default instead of an error under
+/// `fail_on_invalid_map_property`. Index expressions inside the chain are left as they are.
+fn mark_optional_chain(expr: &mut Expr) {
+    match expr {
+        Expr::Dot(x, options, ..) => {
+            *options |= ASTFlags::NEGATED;
+            mark_optional_chain(&mut x.rhs);
+        }
+        Expr::Index(x, options, ..) => {
+            // BREAK: `x.rhs` is this (last) index's expression, not the rest of the chain.
+            let last = options.intersects(ASTFlags::BREAK);
+            *options |= ASTFlags::NEGATED;
+            if !last {
+                mark_optional_chain(&mut x.rhs);
+            }
+        }
+        _ => (),
+    }
+}
+
 fn optimize_combo_chain(expr: &mut Expr) {
     #[allow(clippy::type_complexity)]
     let (mut x, x_options, x_pos, mut root, mut root_options, root_pos, make_sub, make_root): (
@@ -2377,7 +2399,7 @@ impl Engine {
                     let mut lhs = op_base.args[0].take();
                     let mut rhs = op_base.args[1].take();
 
-                    if let Expr::Coalesce(ref mut x, ..) = lhs {
+                    let mut coalesce = if let Expr::Coalesce(ref mut x, ..) = lhs {
                         if let Expr::Coalesce(x2, ..) = rhs {
                             x.extend(*x2);
                         } else {
@@ -2390,7 +2412,12 @@ impl Engine {
                         rhs
                     } else {
                         Expr::Coalesce(Box::new(vec![lhs, rhs].into()), pos)
+                    };
+                    if let Expr::Coalesce(ref mut x, ..) = coalesce {
+                        let last = x.len() - 1;
+                        x[..last].iter_mut().for_each(mark_optional_chain);
                     }
+                    coalesce
                 }
                 Token::In | Token::NotIn => {
                     // Swap the arguments

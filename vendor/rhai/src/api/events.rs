@@ -338,11 +338,12 @@ impl Engine {
     ///
     /// # Callback Function Signature
     ///
-    /// `Fn(array: &mut Array, index: INT) -> Result<Target, Box<EvalAltResult>>`
+    /// `Fn(array: &mut Array, index: INT, tag: Tag) -> Result<Target, Box<EvalAltResult>>`
     ///
     /// where:
     /// * `array`: mutable reference to the [`Array`][crate::Array] instance.
     /// * `index`: numeric index of the array access.
+    /// * `tag`: the [tag][crate::Dynamic::tag] of the value holding the array.
     ///
     /// ## Return value
     ///
@@ -361,7 +362,7 @@ impl Engine {
     /// # use std::convert::TryInto;
     /// let mut engine = Engine::new();
     ///
-    /// engine.on_invalid_array_index(|arr, index, _| match index
+    /// engine.on_invalid_array_index(|arr, index, _, _| match index
     /// {
     ///     -100 => {
     ///         // The array can be modified in place
@@ -398,6 +399,7 @@ impl Engine {
         callback: impl for<'a> Fn(
                 &'a mut crate::Array,
                 crate::INT,
+                crate::types::dynamic::Tag,
                 EvalContext,
             ) -> RhaiResultOf<crate::Target<'a>>
             + SendSync
@@ -417,11 +419,12 @@ impl Engine {
     ///
     /// # Callback Function Signature
     ///
-    /// `Fn(map: &mut Map, prop: &str) -> Result<Target, Box<EvalAltResult>>`
+    /// `Fn(map: &mut Map, prop: &str, tag: Tag) -> Result<Target, Box<EvalAltResult>>`
     ///
     /// where:
     /// * `map`: mutable reference to the [`Map`][crate::Map] instance.
     /// * `prop`: name of the property that does not exist.
+    /// * `tag`: the [tag][crate::Dynamic::tag] of the value holding the map.
     ///
     /// ## Return value
     ///
@@ -439,7 +442,7 @@ impl Engine {
     /// # use std::convert::TryInto;
     /// let mut engine = Engine::new();
     ///
-    /// engine.on_map_missing_property(|map, prop, _| match prop
+    /// engine.on_map_missing_property(|map, prop, _, _| match prop
     /// {
     ///     "x" => {
     ///         // The object-map can be modified in place
@@ -473,7 +476,12 @@ impl Engine {
     #[inline(always)]
     pub fn on_map_missing_property(
         &mut self,
-        callback: impl for<'a> Fn(&'a mut crate::Map, &str, EvalContext) -> RhaiResultOf<crate::Target<'a>>
+        callback: impl for<'a> Fn(
+                &'a mut crate::Map,
+                &str,
+                crate::types::dynamic::Tag,
+                EvalContext,
+            ) -> RhaiResultOf<crate::Target<'a>>
             + SendSync
             + 'static,
     ) -> &mut Self {

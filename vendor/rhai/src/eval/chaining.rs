@@ -8,6 +8,24 @@ use crate::{Dynamic, Engine, FnArgsVec, RhaiResult, RhaiResultOf, Scope, ERR};
 use std::prelude::v1::*;
 use std::{convert::TryInto, hash::Hash};
 
+/// rhai-probe: whether `idx` names nothing in `target`: a key a map does not have, or an index
+/// out of an array's bounds. Anything else (another type, an indexer) is for the lookup to judge.
+fn is_absent(target: &Dynamic, idx: &Dynamic) -> bool {
+    #[cfg(not(feature = "no_object"))]
+    if let Some(map) = target.read_lock::<crate::Map>() {
+        return idx
+            .read_lock::<crate::ImmutableString>()
+            .map_or(false, |key| !map.contains_key(key.as_str()));
+    }
+    #[cfg(not(feature = "no_index"))]
+    if let Some(array) = target.read_lock::<crate::Array>() {
+        return idx
+            .as_int()
+            .map_or(false, |i| super::calc_index(array.len(), i, true).is_none());
+    }
+    false
+}
+
 /// Method of chaining.
 #[derive(Debug, Clone, Copy, Eq, PartialEq, Hash)]
 pub enum ChainType {
@@ -257,6 +275,15 @@ impl Engine {
                 if parent.options().intersects(ASTFlags::NEGATED) && target.as_ref().is_unit() {
                     return Ok((Dynamic::UNIT, false));
                 }
+                // rhai-probe: `?[` reads a missing key or an index out of bounds as `()`.
+                if parent.options().intersects(ASTFlags::NEGATED)
+                    && new_val.is_none()
+                    && idx_values
+                        .last()
+                        .map_or(false, |idx| is_absent(target.as_ref(), idx))
+                {
+                    return Ok((Dynamic::UNIT, false));
+                }
 
                 let pos = rhs.start_position();
 
@@ -426,6 +453,23 @@ impl Engine {
                 // Check for existence with the Elvis operator
                 if parent.options().intersects(ASTFlags::NEGATED) && target.as_ref().is_unit() {
                     return Ok((Dynamic::UNIT, false));
+                }
+                // rhai-probe: `?.` reads a missing map key as `()`.
+                if parent.options().intersects(ASTFlags::NEGATED) && new_val.is_none() {
+                    let property = match rhs {
+                        Expr::Property(x, ..) => Some(&x.2),
+                        Expr::Index(x, ..) | Expr::Dot(x, ..) => match x.lhs {
+                            Expr::Property(ref p, ..) => Some(&p.2),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    if let Some(name) = property {
+                        let name: Dynamic = name.clone().into();
+                        if is_absent(target.as_ref(), &name) {
+                            return Ok((Dynamic::UNIT, false));
+                        }
+                    }
                 }
 
                 match (rhs, new_val, target.as_ref().is_map()) {

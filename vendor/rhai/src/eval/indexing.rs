@@ -51,7 +51,7 @@ impl Engine {
 
         match target {
             #[cfg(not(feature = "no_index"))]
-            Dynamic(Union::Array(arr, ..)) => {
+            Dynamic(Union::Array(arr, _tag, ..)) => {
                 // val_array[idx]
                 let index = idx
                     .as_int()
@@ -68,7 +68,7 @@ impl Engine {
                         if let Some(ref cb) = self.invalid_array_index {
                             let context =
                                 super::EvalContext::new(self, global, caches, _scope, _this_ptr);
-                            return cb(arr, index, context)
+                            return cb(arr, index, *_tag, context)
                                 .map_err(|err| err.fill_position(idx_pos));
                         }
                         return Err(err.into());
@@ -98,7 +98,7 @@ impl Engine {
             }
 
             #[cfg(not(feature = "no_object"))]
-            Dynamic(Union::Map(map, ..)) => {
+            Dynamic(Union::Map(map, _tag, ..)) => {
                 // val_map[idx]
                 let index = idx.read_lock::<crate::ImmutableString>().ok_or_else(|| {
                     self.make_type_mismatch_err::<crate::ImmutableString>(idx.type_name(), idx_pos)
@@ -107,10 +107,11 @@ impl Engine {
                 #[cfg(not(feature = "no_object"))]
                 #[cfg(feature = "internals")]
                 if let Some(ref cb) = self.missing_map_property {
-                    if !map.contains_key(index.as_str()) {
+                    // rhai-probe: reads only; an assignment adds the key, as without a callback.
+                    if !_add_if_not_found && !map.contains_key(index.as_str()) {
                         let context =
                             super::EvalContext::new(self, global, caches, _scope, _this_ptr);
-                        return cb(map, index.as_str(), context)
+                        return cb(map, index.as_str(), *_tag, context)
                             .map_err(|err| err.fill_position(idx_pos));
                     }
                 }

@@ -774,6 +774,7 @@ pub type OnDebugCallback = dyn Fn(&str, Option<&str>, Position) + Send + Sync;
 pub type OnInvalidArrayIndexCallback = dyn for<'a> Fn(
     &'a mut crate::Array,
     crate::INT,
+    crate::types::dynamic::Tag,
     EvalContext,
 ) -> RhaiResultOf<crate::Target<'a>>;
 /// Callback function when a property accessed is not found in a [`Map`][crate::Map].
@@ -781,7 +782,7 @@ pub type OnInvalidArrayIndexCallback = dyn for<'a> Fn(
 #[cfg(feature = "sync")]
 #[cfg(not(feature = "no_index"))]
 #[cfg(feature = "internals")]
-pub type OnInvalidArrayIndexCallback = dyn for<'a> Fn(&'a mut crate::Array, crate::INT, EvalContext) -> RhaiResultOf<crate::Target<'a>>
+pub type OnInvalidArrayIndexCallback = dyn for<'a> Fn(&'a mut crate::Array, crate::INT, crate::types::dynamic::Tag, EvalContext) -> RhaiResultOf<crate::Target<'a>>
     + Send
     + Sync;
 
@@ -790,14 +791,18 @@ pub type OnInvalidArrayIndexCallback = dyn for<'a> Fn(&'a mut crate::Array, crat
 #[cfg(not(feature = "sync"))]
 #[cfg(not(feature = "no_object"))]
 #[cfg(feature = "internals")]
-pub type OnMissingMapPropertyCallback =
-    dyn for<'a> Fn(&'a mut crate::Map, &str, EvalContext) -> RhaiResultOf<crate::eval::Target<'a>>;
+pub type OnMissingMapPropertyCallback = dyn for<'a> Fn(
+    &'a mut crate::Map,
+    &str,
+    crate::types::dynamic::Tag,
+    EvalContext,
+) -> RhaiResultOf<crate::eval::Target<'a>>;
 /// Callback function when a property accessed is not found in a [`Map`][crate::Map].
 /// Exported under the `internals` feature only.
 #[cfg(feature = "sync")]
 #[cfg(not(feature = "no_object"))]
 #[cfg(feature = "internals")]
-pub type OnMissingMapPropertyCallback = dyn for<'a> Fn(&'a mut crate::Map, &str, EvalContext) -> RhaiResultOf<crate::eval::Target<'a>>
+pub type OnMissingMapPropertyCallback = dyn for<'a> Fn(&'a mut crate::Map, &str, crate::types::dynamic::Tag, EvalContext) -> RhaiResultOf<crate::eval::Target<'a>>
     + Send
     + Sync;
 

@@ -7,8 +7,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub mod serve;
 
-/// The exit-code table shown by `--help`; a unit test keeps it equal to `Exit::ALL`.
-pub const EXIT_HELP: &str = "\
+/// The exit-code table shown by `--help`; a unit test keeps it equal to `Exit::ALL`. A macro, so
+/// that `run --help` can join it to its examples at compile time (`run` parses on every probe).
+macro_rules! exit_help {
+    () => {
+        "\
 Exit codes:
   0   healthy: the script returned true
   1   unhealthy: the script returned false or a named check failed
@@ -16,7 +19,10 @@ Exit codes:
   3   script fault: unreadable, does not compile, hit a sandbox limit, or did not return a boolean
   4   deadline: the deadline passed before the script finished
   64  usage: bad command line
-  143 terminated: SIGTERM arrived before the script finished";
+  143 terminated: SIGTERM arrived before the script finished"
+    };
+}
+pub const EXIT_HELP: &str = exit_help!();
 
 /// `--version`: the package version and the commit it was built from (see build.rs).
 pub const VERSION: &str = concat!(
@@ -31,8 +37,7 @@ pub const VERSION: &str = concat!(
     name = "rhai-probe",
     version = VERSION,
     about = "Kubernetes exec probes written in Rhai: run a script, exit with a code kubelet trusts",
-    after_help = EXIT_HELP,
-    disable_help_subcommand = true
+    after_help = EXIT_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -51,7 +56,7 @@ impl Cli {
                 clap::Command::new("run")
                     .bin_name("rhai-probe run")
                     .about(RUN_ABOUT)
-                    .after_help(EXIT_HELP),
+                    .after_help(RUN_HELP),
             );
             let matches = command.try_get_matches_from(&args[1..])?;
             return Ok(Cli {
@@ -65,37 +70,86 @@ impl Cli {
 const RUN_ABOUT: &str =
     "Run a probe script and exit with its verdict (one line on stdout, logs on stderr).";
 
+/// Examples at the end of each subcommand's `--help`.
+const RUN_HELP: &str = concat!(
+    exit_help!(),
+    "
+
+Examples:
+  rhai-probe run /etc/rhai-probe/liveness.rhai --timeout 1500ms --log-file /proc/1/fd/1
+  rhai-probe run probe.rhai --var url=http://127.0.0.1:8080/health --format json"
+);
+const EXPLAIN_EXAMPLES: &str = "\
+Examples:
+  rhai-probe explain probe.rhai --var url=http://127.0.0.1:8080/health
+  kubectl port-forward svc/app 8080 & rhai-probe explain liveness.rhai --timeout 2s";
+const TEST_EXAMPLES: &str = "\
+Examples:
+  rhai-probe test --init probe.rhai > probe.cases.toml   # a first cases file
+  rhai-probe test probe.rhai                             # reads probe.cases.toml
+  rhai-probe test probe.rhai --format junit > report.xml # for a CI test report";
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  rhai-probe check scripts/*.rhai
+  rhai-probe check probe.rhai --format json";
+const FUNCTIONS_EXAMPLES: &str = "\
+Examples:
+  rhai-probe functions
+  rhai-probe functions --format json";
+const DEFS_EXAMPLES: &str = "\
+Examples:
+  rhai-probe defs --out .rhai     # .rhai/rhai-probe.d.rhai, for a Rhai language server
+  rhai-probe defs > rhai-probe.d.rhai";
+const INSTALL_EXAMPLES: &str = "\
+Examples:
+  rhai-probe install /shared/bin   # in an init container, with an emptyDir at /shared/bin";
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a probe script and exit with its verdict (one line on stdout, logs on stderr).
-    #[command(after_help = EXIT_HELP)]
+    #[command(after_help = RUN_HELP)]
     Run(RunArgs),
     /// Run a probe and report every call, check and the verdict, for a person.
     ///
     /// Every host call in order with its arguments (secrets masked), result, duration and
     /// position; the named checks; the value; the verdict; the time against the deadline. The
     /// same options and exit code as `run`.
-    #[command(after_help = EXIT_HELP)]
+    #[command(after_help = format!("{EXIT_HELP}\n\n{EXPLAIN_EXAMPLES}"))]
     Explain(RunArgs),
     /// Run a script against stubbed cases from a .cases.toml file: no network, no clock.
     ///
     /// Every function that reads the world answers as the case says. Prints a line per case
-    /// and `N passed, M failed`. Exits 0 when every case gets the verdict it expects, 1 when one does not, 3 when the
-    /// script or the cases file cannot be read. The format is in docs/testing.md.
+    /// and `N passed, M failed`. Exits 0 when every case gets the verdict it expects, 1 when
+    /// one does not, 3 when the script or the cases file cannot be read. The format is in
+    /// docs/testing.md.
+    #[command(after_help = TEST_EXAMPLES)]
     Test(TestArgs),
-    /// Compile scripts without running them (for CI, before a ConfigMap rolls out).
+    /// Compile and lint scripts without running them (for CI, before a ConfigMap rolls out).
     ///
-    /// Prints every problem as path:line:col with the source line; exits 0 when every script
-    /// compiles, 3 otherwise.
+    /// Finds syntax errors, unknown functions, wrong argument counts, literal arguments and
+    /// options of the wrong type, unknown option keys, keys a host result does not have,
+    /// loops that never end, and endings that are not a boolean. Prints every problem as
+    /// path:line:col with the source line; exits 0 when every script passes, 3 otherwise.
+    #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
     /// List every function a probe script can call, with its signatures.
     ///
-    /// With a line on what each does, from the same table the engine's error hints use, so it cannot drift from the code.
+    /// With a line on what each does, from the functions' declarations, which the engine,
+    /// the lint and the test stubs read too, so it cannot drift from the code.
+    #[command(after_help = FUNCTIONS_EXAMPLES)]
     Functions(FunctionsArgs),
+    /// Write Rhai definitions (.d.rhai) of every host function, for editors.
+    ///
+    /// The format Rhai's `Engine::definitions()` writes and Rhai language servers read: one
+    /// `fn` per signature, with its doc line.
+    #[command(after_help = DEFS_EXAMPLES)]
+    Defs(DefsArgs),
     /// Copy this binary into DIR (an init container filling an emptyDir).
     ///
     /// Writes DIR/rhai-probe (mode 0755) through a temporary file and a rename, so the app's
-    /// image needs no rebuild and this image no shell. Exits 0 when copied, 1 when it could not be (the reason on stderr).
+    /// image needs no rebuild and this image no shell. Exits 0 when copied, 1 when it could
+    /// not be (the reason on stderr).
+    #[command(after_help = INSTALL_EXAMPLES)]
     Install(InstallArgs),
     /// Answer HTTP health checks (kubelet's httpGet probes) from probe scripts, with /metrics.
     ///
@@ -118,12 +172,36 @@ pub struct TestArgs {
     #[arg(long, value_name = "FILE")]
     pub cases: Option<PathBuf>,
 
+    /// Print a first cases file for the script on stdout (a healthy case and a failing one,
+    /// with a stub for every function it calls that reads the world), and run nothing.
+    #[arg(long)]
+    pub init: bool,
+
+    /// How to report: a line per case, JSON, or JUnit XML for CI test reports.
+    #[arg(long, value_enum, default_value_t = TestFormat::Text)]
+    pub format: TestFormat,
+
     /// Each case's deadline (the stubs answer at once; a `hangs` stub waits for it).
     #[arg(long, default_value = "800ms", value_name = "DURATION")]
     pub timeout: Timeout,
 
     #[command(flatten)]
     pub vars: VarArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TestFormat {
+    Text,
+    Json,
+    /// JUnit XML, which GitLab, Jenkins and GitHub test reporters read.
+    Junit,
+}
+
+#[derive(Args, Debug)]
+pub struct DefsArgs {
+    /// Write DIR/rhai-probe.d.rhai instead of printing the definitions.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +217,8 @@ pub enum ListFormat {
     Json,
     /// The table at the top of docs/functions.md.
     Markdown,
+    /// The table of stubs in docs/testing.md.
+    Stubs,
 }
 
 #[derive(Args, Debug)]
@@ -175,7 +255,8 @@ pub struct RunArgs {
     pub log: LogArgs,
 }
 
-/// Where log records go and how many: `run`, `explain` and `serve` share these.
+// Where log records go and how many: `run`, `explain` and `serve` share these. (Not a doc
+// comment: clap would show it as the description of every command that flattens it.)
 #[derive(Args, Debug, Default)]
 pub struct LogArgs {
     /// Append log records to this file too (/proc/1/fd/1 puts them in `kubectl logs`).
@@ -196,6 +277,10 @@ pub struct CheckArgs {
     /// The scripts to compile.
     #[arg(value_name = "SCRIPT", required = true)]
     pub scripts: Vec<PathBuf>,
+
+    /// How to report the problems: with the source line on stderr, or as JSON on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 
     #[command(flatten)]
     pub vars: VarArgs,

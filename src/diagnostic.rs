@@ -77,6 +77,24 @@ impl Diagnostic {
     }
 }
 
+/// An error message with a hint, as host code raises it inside a Rhai error: the hint goes on
+/// its own line after the message, and [`split_help`] takes it apart again.
+pub fn with_help(message: &str, help: &str) -> String {
+    format!("{message}\n{HELP}{help}")
+}
+
+const HELP: &str = "help: ";
+
+/// `(message, hints)` of a text made by [`with_help`]; a text without hints is all message.
+pub fn split_help(text: &str) -> (&str, Vec<&str>) {
+    let mut lines = text.split('\n');
+    let message = lines.next().unwrap_or_default();
+    (
+        message,
+        lines.filter_map(|l| l.strip_prefix(HELP)).collect(),
+    )
+}
+
 pub fn location(source: &str, pos: Pos) -> String {
     if pos.is_known() {
         format!("{source}:{}:{}", pos.line, pos.col)
@@ -138,20 +156,31 @@ pub fn from_eval(err: &EvalAltResult) -> Diagnostic {
         EvalAltResult::ErrorParsing(kind, _) => {
             from_parse(&ParseError(Box::new(kind.clone()), err.position()), "")
         }
-        EvalAltResult::ErrorRuntime(value, _) => {
-            let message = match value.read_lock::<rhai::ImmutableString>() {
-                Some(s) => s.to_string(),
-                None => format!("threw {value}"),
-            };
-            Diagnostic::new(message, pos)
-        }
+        EvalAltResult::ErrorRuntime(value, _) => match value.read_lock::<rhai::ImmutableString>() {
+            Some(text) => {
+                let (message, hints) = split_help(&text);
+                let mut d = Diagnostic::new(message, pos);
+                for hint in hints {
+                    d = d.help(hint);
+                }
+                d
+            }
+            None => Diagnostic::new(format!("threw {value}"), pos),
+        },
         EvalAltResult::ErrorFunctionNotFound(signature, _) => unknown_function(signature, pos),
         EvalAltResult::ErrorPropertyNotFound(name, _) => {
-            let d = Diagnostic::new(format!("the map has no property '{name}'"), pos);
-            match closest(name, host::http::RESPONSE_KEYS.iter().copied()) {
-                Some(near) => d.help(format!("did you mean '{near}'?")),
-                None => d.help(format!("check the spelling, or use map[\"{name}\"] ?? default for an optional key")),
+            Diagnostic::new(format!("the map has no key '{name}'"), pos).help(format!(
+                "if the key may be absent, read it with `?.{name}` (gives ()) or add `?? DEFAULT`"
+            ))
+        }
+        // Raised by `host::values` with their hints on lines of their own.
+        EvalAltResult::ErrorDotExpr(text, _) => {
+            let (message, hints) = split_help(text);
+            let mut d = Diagnostic::new(message, pos);
+            for hint in hints {
+                d = d.help(hint);
             }
+            d
         }
         EvalAltResult::ErrorTooManyOperations(_) => Diagnostic::new(
             format!("the script ran more than {} operations (sandbox limit)", limits::OPERATIONS),
@@ -221,17 +250,14 @@ fn unknown_function(signature: &str, pos: Pos) -> Diagnostic {
         .trim();
     let args = signature[name.len()..].trim();
     let args = simplify_types(args);
-    if let Some(doc) = host::FUNCTIONS.iter().find(|f| f.name == name) {
+    if let Some(doc) = host::find(name) {
         return Diagnostic::new(format!("{name} cannot be called with {args}"), pos)
             .help(format!("{name} takes: {}", doc.signatures.join("; ")));
     }
     let d = Diagnostic::new(format!("unknown function {name}{args}"), pos);
-    match closest(name, host::FUNCTIONS.iter().map(|f| f.name)) {
+    match closest(name, host::functions().map(|f| f.name)) {
         Some(near) => {
-            let summary = host::FUNCTIONS
-                .iter()
-                .find(|f| f.name == near)
-                .map_or("", |f| f.summary);
+            let summary = host::find(near).map_or("", |f| f.summary);
             d.help(format!("did you mean {near}? ({summary})"))
         }
         None => d.help("see docs/functions.md for the functions a probe can call"),

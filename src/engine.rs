@@ -149,8 +149,8 @@ mod tests {
     }
 
     /// A sample argument for each type a signature names.
-    fn sample(param: &str) -> &'static str {
-        match param.rsplit(':').next().unwrap_or("").trim() {
+    fn sample(ty: &str) -> &'static str {
+        match ty {
             "string" => "\"x\"",
             "int" => "1",
             "float" => "1.0",
@@ -172,9 +172,9 @@ mod tests {
         );
         let engine = build(&host);
         let mut checked = 0;
-        for doc in host::FUNCTIONS {
-            for signature in doc.signatures {
-                let args: Vec<&str> = host::params(signature).into_iter().map(sample).collect();
+        for doc in host::functions() {
+            for (signature, parsed) in doc.signatures.iter().zip(doc.parsed()) {
+                let args: Vec<&str> = parsed.params.iter().map(|p| sample(p.ty.word())).collect();
                 let call = format!("{}({})", doc.name, args.join(", "));
                 if let Err(err) = engine.eval::<Dynamic>(&call) {
                     assert!(
@@ -320,13 +320,18 @@ mod tests {
     #[test]
     fn strict_map_properties() {
         let engine = engine();
+        // A typo on a map the script made is its fault; `?.` and `??` read it as ().
         let err = engine
             .eval::<Dynamic>("let m = #{status: 1}; m.stauts")
             .unwrap_err();
         assert!(
-            matches!(*err, rhai::EvalAltResult::ErrorPropertyNotFound(..)),
+            matches!(*err, rhai::EvalAltResult::ErrorDotExpr(ref m, _) if m.contains("did you mean 'status'")),
             "{err}"
         );
+        let got = engine
+            .eval::<Dynamic>("let m = #{status: 1}; [m?.stauts, m.stauts ?? 2, m[\"x\"] ?? 3]")
+            .unwrap();
+        assert_eq!(got.to_string(), "[(), 2, 3]");
     }
 
     #[test]

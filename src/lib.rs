@@ -7,6 +7,7 @@
 pub mod alloc;
 pub mod cli;
 pub mod deadline;
+pub mod defs;
 pub mod diagnostic;
 pub mod engine;
 pub mod exit_code;

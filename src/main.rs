@@ -7,7 +7,7 @@
 use std::{process::ExitCode, time::Duration};
 
 use rhai_probe::{
-    cli::{CheckArgs, Cli, Command, LogArgs, RunArgs, TestArgs, VarArgs},
+    cli::{CheckArgs, Cli, Command, Format, LogArgs, RunArgs, TestArgs, TestFormat, VarArgs},
     deadline::Deadline,
     exit_code::Exit,
     report::Reporter,
@@ -39,8 +39,33 @@ fn main() -> ExitCode {
             print!("{}", host::reference(args.format));
             return ExitCode::SUCCESS;
         }
+        Command::Defs(args) => return defs(args.out.as_deref()),
     }
     .into()
+}
+
+/// `defs`: the definitions on stdout, or in DIR/rhai-probe.d.rhai.
+fn defs(out: Option<&std::path::Path>) -> ExitCode {
+    let text = rhai_probe::defs::definitions();
+    let Some(dir) = out else {
+        print!("{text}");
+        return ExitCode::SUCCESS;
+    };
+    let path = dir.join(rhai_probe::defs::FILE);
+    match std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text)) {
+        Ok(()) => {
+            println!("wrote {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot write {}: {}",
+                path.display(),
+                host::io_reason(&e)
+            );
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `install DIR`: copy this binary to `DIR/rhai-probe` through a temporary file and a rename, so
@@ -125,7 +150,7 @@ fn spawn_watchdog(deadline: Deadline, reporter: Reporter, trace: Trace) {
                     false
                 }
             };
-            let (during, pos) = match trace.pending() {
+            let (during, pos) = match trace.at_deadline() {
                 Some(call) => (format!("during {}", call.what), call.pos),
                 None => (trace.lock().phase.to_string(), trace::Pos::default()),
             };
@@ -151,10 +176,32 @@ fn test(args: TestArgs) -> Exit {
         quiet: true,
         ..LogArgs::default()
     });
+    if args.init {
+        return match testing::starter(&args.script) {
+            Ok(text) => {
+                print!("{text}");
+                Exit::Healthy
+            }
+            Err(message) => {
+                eprintln!("error: {message}");
+                Exit::ScriptFault
+            }
+        };
+    }
+    let source = probe::display_name(&args.script);
+    let report = |results: &[testing::CaseResult], error: Option<&str>| {
+        print!(
+            "{}",
+            report::test_report(args.format, &source, results, error)
+        );
+    };
     let script = match probe::load(&args.script) {
         Ok(script) => script,
         Err(verdict) => {
-            println!("{}", report::verdict_line(&verdict));
+            match args.format {
+                TestFormat::Text => println!("{}", report::verdict_line(&verdict)),
+                _ => report(&[], Some(&verdict.reason)),
+            }
             return verdict.exit;
         }
     };
@@ -165,15 +212,22 @@ fn test(args: TestArgs) -> Exit {
     let cases = match testing::load_cases(&path) {
         Ok(cases) => cases,
         Err(message) => {
-            eprintln!("error: {message}");
-            if !path.exists() {
-                eprint!("{}", testing::starter(&args.script, &path));
+            match args.format {
+                TestFormat::Text => {
+                    eprintln!("error: {message}");
+                    if !path.exists() {
+                        if let Ok(start) = testing::starter(&args.script) {
+                            eprint!("\na start for {} (the same as `rhai-probe test --init`):\n\n{start}", probe::display_name(&path));
+                        }
+                    }
+                }
+                _ => report(&[], Some(&message)),
             }
             return Exit::ScriptFault;
         }
     };
     let cli_vars = vars(&args.vars);
-    let (mut passed, mut failed) = (0, 0);
+    let mut results = Vec::new();
     for case in cases {
         let mut vars = cli_vars.clone();
         vars.extend(testing::case_vars(&case));
@@ -182,20 +236,24 @@ fn test(args: TestArgs) -> Exit {
         let deadline = Deadline::start(args.timeout.0);
         let verdict = probe::run(&script, vars, deadline, &trace, Some(stubs.clone()));
         let missing = stubs.missing.borrow().clone();
-        let result = testing::judge_case(
+        let mut result = testing::judge_case(
             stubs.case(),
             &report::verdict_line(&verdict),
             verdict.exit,
             missing,
         );
-        println!("{}", result.line);
-        if result.passed {
-            passed += 1;
-        } else {
-            failed += 1;
+        result.elapsed = deadline.elapsed();
+        if args.format == TestFormat::Text {
+            println!("{}", result.line);
         }
+        results.push(result);
     }
-    println!("{passed} passed, {failed} failed");
+    let failed = results.iter().filter(|r| !r.passed).count();
+    if args.format == TestFormat::Text {
+        println!("{} passed, {failed} failed", results.len() - failed);
+    } else {
+        report(&results, None);
+    }
     if failed == 0 {
         Exit::Healthy
     } else {
@@ -207,44 +265,56 @@ fn check(args: CheckArgs) -> Exit {
     logging::init(&LogArgs::default());
     let vars = vars(&args.vars);
     let mut failed = 0;
+    let mut reports = Vec::new();
     for path in &args.scripts {
-        match probe::check(path, &vars) {
-            Ok((script, ast)) => {
-                let problems = lint::lint(&ast);
-                if !problems.is_empty() {
-                    failed += 1;
-                }
-                for d in problems {
-                    eprint!(
-                        "{}",
-                        d.render(&script.name, &script.text, report::stderr_color())
-                    );
-                }
-            }
+        let (name, problems, text) = match probe::check(path, &vars) {
+            Ok((script, ast)) => (script.name.clone(), lint::lint(&ast), Some(script.text)),
             Err(failure) => {
                 let (verdict, script) = *failure;
-                failed += 1;
-                match (&verdict.diagnostic, &script) {
-                    (Some(d), Some(s)) => {
-                        eprint!("{}", d.render(&s.name, &s.text, report::stderr_color()))
-                    }
-                    _ => eprintln!("error: {}", verdict.reason),
+                let name = probe::display_name(path);
+                match (verdict.diagnostic, script) {
+                    (Some(d), Some(s)) => (s.name, vec![*d], Some(s.text)),
+                    _ => (
+                        name,
+                        vec![rhai_probe::diagnostic::Diagnostic::new(
+                            verdict.reason,
+                            trace::Pos::default(),
+                        )],
+                        None,
+                    ),
+                }
+            }
+        };
+        if !problems.is_empty() {
+            failed += 1;
+        }
+        if args.format == Format::Text {
+            for d in &problems {
+                match &text {
+                    Some(text) => eprint!("{}", d.render(&name, text, report::stderr_color())),
+                    None => eprintln!("error: {}", d.message),
                 }
             }
         }
+        reports.push((name, problems));
     }
     let total = args.scripts.len();
-    if failed == 0 {
+    if args.format == Format::Json {
+        println!("{}", report::check_report(&reports));
+    } else if failed == 0 {
         println!(
-            "ok: {total} script{} compiled",
+            "ok: {total} script{} compiled and passed the lint",
             if total == 1 { "" } else { "s" }
         );
-        Exit::Healthy
     } else {
         println!(
             "failed: {failed} of {total} script{} did not compile or pass the lint",
             if total == 1 { "" } else { "s" }
         );
+    }
+    if failed == 0 {
+        Exit::Healthy
+    } else {
         Exit::ScriptFault
     }
 }

@@ -372,7 +372,10 @@ pub fn check(
         script.name.clone(),
         vars.clone(),
     );
-    let engine = engine::build(&host);
+    let mut engine = engine::build(&host);
+    // The lint reads the script as written: the optimizer would fold a literal options map
+    // into one constant, and the positions of its keys with it.
+    engine.set_optimization_level(rhai::OptimizationLevel::None);
     match compile(&engine, &scope_of(vars), &script) {
         Ok(ast) => Ok((script, ast)),
         Err(v) => Err(Box::new((v, Some(script)))),

@@ -259,6 +259,133 @@ fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
+/// `test --format json|junit`: every case with its verdict, or the one error that kept the
+/// cases from running (a JUnit report then holds one failed test case, so that a CI test
+/// reporter shows the failure rather than an empty suite).
+pub fn test_report(
+    format: crate::cli::TestFormat,
+    source: &str,
+    results: &[crate::testing::CaseResult],
+    error: Option<&str>,
+) -> String {
+    use crate::cli::TestFormat;
+    let failed = results.iter().filter(|r| !r.passed).count();
+    let s = |text: &str| redact::scrub(text).into_owned();
+    match format {
+        TestFormat::Text => String::new(),
+        TestFormat::Json => {
+            let cases: Vec<Value> = results
+                .iter()
+                .map(|r| {
+                    json!({
+                        "name": s(&r.name),
+                        "passed": r.passed,
+                        "verdict": s(&r.verdict),
+                        "problem": r.problem.as_deref().map(s),
+                        "elapsed_ms": ms(r.elapsed),
+                    })
+                })
+                .collect();
+            let report = json!({
+                "script": s(source),
+                "passed": results.len() - failed,
+                "failed": failed,
+                "error": error.map(s),
+                "cases": cases,
+            });
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            )
+        }
+        TestFormat::Junit => {
+            let x = |text: &str| xml_escape(&s(text));
+            let total: f64 = results.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+            let (tests, failures) = match error {
+                Some(_) => (1, 1),
+                None => (results.len(), failed),
+            };
+            let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+            out.push_str(&format!(
+                "<testsuites name=\"rhai-probe test\" tests=\"{tests}\" failures=\"{failures}\" time=\"{total:.6}\">\n"
+            ));
+            out.push_str(&format!(
+                "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" time=\"{total:.6}\">\n",
+                x(source)
+            ));
+            if let Some(error) = error {
+                out.push_str(&format!(
+                    "    <testcase name=\"cases file\" classname=\"{}\" time=\"0\">\n      <failure message=\"{}\" type=\"cases\"/>\n    </testcase>\n",
+                    x(source),
+                    x(error)
+                ));
+            }
+            for r in results {
+                out.push_str(&format!(
+                    "    <testcase name=\"{}\" classname=\"{}\" time=\"{:.6}\">\n",
+                    x(&r.name),
+                    x(source),
+                    r.elapsed.as_secs_f64()
+                ));
+                if let Some(problem) = &r.problem {
+                    out.push_str(&format!(
+                        "      <failure message=\"{}\" type=\"verdict\">{}</failure>\n",
+                        x(problem),
+                        x(&r.verdict)
+                    ));
+                } else {
+                    out.push_str(&format!(
+                        "      <system-out>{}</system-out>\n",
+                        x(&r.verdict)
+                    ));
+                }
+                out.push_str("    </testcase>\n");
+            }
+            out.push_str("  </testsuite>\n</testsuites>\n");
+            out
+        }
+    }
+}
+
+/// `check --format json`: each script with its problems.
+pub fn check_report(reports: &[(String, Vec<crate::diagnostic::Diagnostic>)]) -> String {
+    let s = |text: &str| Value::from(redact::scrub(text).into_owned());
+    let scripts: Vec<Value> = reports
+        .iter()
+        .map(|(name, problems)| {
+            json!({
+                "script": s(name),
+                "ok": problems.is_empty(),
+                "problems": problems.iter().map(|d| json!({
+                    "line": d.pos.line,
+                    "col": d.pos.col,
+                    "message": s(&d.message),
+                    "notes": d.notes.iter().map(|n| s(n)).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let ok = reports.iter().all(|(_, p)| p.is_empty());
+    serde_json::to_string_pretty(&json!({"ok": ok, "scripts": scripts})).unwrap_or_default()
+}
+
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // XML 1.0 has no place for other control characters.
+            c if c.is_control() && !matches!(c, '\n' | '\t') => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// `unhealthy: GET http://127.0.0.1:8080/health -> 503 (liveness.rhai:4:9) in 2.1 ms`
 pub fn verdict_line(verdict: &Verdict) -> String {
     let reason = redact::scrub(&verdict.reason);

@@ -3,42 +3,27 @@
 //! compare the verdict with the one the case expects.
 //!
 //! The stubs go in through the one engine factory: `host::register` installs them instead of the
-//! real functions when the `Host` carries a case. Everything else (the sandbox, the deadline,
-//! `check`, the verdict) is the code `run` uses.
+//! real functions when the `Host` carries a case. Which functions are stubbed, which keys a stub
+//! may give, their types and their defaults all come from the functions' declarations
+//! (`host::decl`): a cases file is checked against them as strictly as a script is linted.
 
-use std::{any::TypeId, cell::RefCell, path::Path, rc::Rc};
+use std::{any::TypeId, cell::RefCell, collections::BTreeMap, path::Path, rc::Rc};
 
 use rhai::{Dynamic, Engine, EvalAltResult, NativeCallContext};
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::{
+    diagnostic::closest,
     exit_code::Exit,
-    host::{self, deadline_error, fault, Host, RhaiResult},
+    host::{
+        self, deadline_error,
+        decl::{Fails, KeyStub, Stub, Type},
+        fault, Host, HostFn, RhaiResult,
+    },
     redact,
     trace::Outcome,
 };
-
-/// The functions a case must stub: every one that reads the world.
-pub const STUBBED: &[&str] = &[
-    "load_avg",
-    "cpu_count",
-    "memory",
-    "cpu",
-    "cpu_usage_pct",
-    "disk_usage",
-    "file_exists",
-    "file_age",
-    "process_running",
-    "process_count",
-    "http_get",
-    "tcp_open",
-    "dns_resolve",
-    "sql_ping",
-    "sql_scalar",
-    "redis_ping",
-    "env",
-    "read_file",
-];
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
@@ -52,7 +37,7 @@ pub struct CasesFile {
 pub struct Case {
     pub name: String,
     /// healthy, unhealthy, check-error, script-fault or deadline.
-    pub expect: String,
+    pub expect: Spanned<String>,
     /// Text the verdict line must contain.
     #[serde(default)]
     pub reason: Option<String>,
@@ -61,7 +46,7 @@ pub struct Case {
     pub vars: toml::Table,
     /// Function name → the value every call of it returns.
     #[serde(default)]
-    pub stubs: toml::Table,
+    pub stubs: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
     /// Per-argument answers, tried in order before `stubs`.
     #[serde(default)]
     pub calls: Vec<CallStub>,
@@ -71,13 +56,14 @@ pub struct Case {
 #[serde(deny_unknown_fields)]
 pub struct CallStub {
     #[serde(rename = "fn")]
-    pub function: String,
+    pub function: Spanned<String>,
     /// The first arguments this answer is for; absent: any arguments.
     #[serde(default)]
     pub args: Option<Vec<toml::Value>>,
     #[serde(default)]
-    pub returns: Option<toml::Value>,
-    /// The call fails as a transport error would (exit 2 unless caught).
+    pub returns: Option<Spanned<toml::Value>>,
+    /// The call fails as it would in production: a function that throws throws this message
+    /// (exit 2 unless caught); one that answers false answers false with it as the reason.
     #[serde(default)]
     pub raises: Option<String>,
     /// The call never answers: the probe ends at its deadline (exit 4).
@@ -109,71 +95,218 @@ pub fn default_cases_path(script: &Path) -> std::path::PathBuf {
     script.with_extension("cases.toml")
 }
 
-/// Read and check a cases file; errors say where (`path: line L, column C`) and what.
+/// Read and check a cases file; errors say where (`path:line:col`) and what.
 pub fn load_cases(path: &Path) -> Result<Vec<Case>, String> {
-    let shown = path.display();
+    let shown = crate::probe::display_name(path);
     let text = std::fs::read_to_string(path).map_err(|e| {
         format!(
-            "cannot read the cases file {shown}: {}; write one beside the script (see docs/testing.md)",
+            "cannot read the cases file {shown}: {}; write one with `rhai-probe test --init SCRIPT > {shown}` (see docs/testing.md)",
             host::io_reason(&e)
         )
     })?;
-    parse_cases(&text, &shown.to_string())
+    parse_cases(&text, &shown)
 }
 
-/// Check a cases file's text; `shown` names it in errors.
+/// `file:line:col` of a byte offset.
+fn place(text: &str, shown: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.chars().rev().take_while(|c| *c != '\n').count() + 1;
+    format!("{shown}:{line}:{col}")
+}
+
+/// Check a cases file's text against the functions' declarations; `shown` names it in errors.
 pub fn parse_cases(text: &str, shown: &str) -> Result<Vec<Case>, String> {
     let file: CasesFile = toml::from_str(text).map_err(|e| {
-        let place = e
+        let at = e
             .span()
-            .map(|span| {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                format!(":{line}:{col}")
-            })
-            .unwrap_or_default();
-        format!("{shown}{place}: {}", e.message())
+            .map_or(shown.to_string(), |s| place(text, shown, s.start));
+        format!("{at}: {}", e.message().trim_end())
     })?;
     if file.cases.is_empty() {
-        return Err(format!("{shown}: no [[case]] in it"));
+        return Err(format!(
+            "{shown}: no [[case]] in it; `rhai-probe test --init SCRIPT` writes a first one"
+        ));
     }
     for case in &file.cases {
-        if Exit::from_key(&case.expect).is_none() {
+        let at = |offset: usize| place(text, shown, offset);
+        if Exit::from_key(case.expect.get_ref()).is_none() {
             return Err(format!(
-                "{shown}: case {:?}: expect = {:?} is not a verdict; use healthy, unhealthy, check-error, script-fault or deadline",
-                case.name, case.expect
+                "{}: case {:?}: expect = {:?} is not a verdict; use healthy, unhealthy, check-error, script-fault or deadline",
+                at(case.expect.span().start),
+                case.name,
+                case.expect.get_ref()
             ));
         }
-        for name in case
-            .stubs
-            .keys()
-            .chain(case.calls.iter().map(|c| &c.function))
-        {
-            if !STUBBED.contains(&name.as_str()) {
-                let hint = match crate::diagnostic::closest(name, STUBBED.iter().copied()) {
-                    Some(near) => format!("did you mean {near}? "),
-                    None => String::new(),
-                };
-                return Err(format!(
-                    "{shown}: case {:?}: {name} is not a function that can be stubbed; {hint}those are {}",
+        for (name, value) in &case.stubs {
+            let f =
+                stubbed(name.get_ref()).map_err(|m| format!("{}: {m}", at(name.span().start)))?;
+            check_value(f, value, text).map_err(|(offset, m)| {
+                format!(
+                    "{}: case {:?}: stubs.{}: {m}",
+                    at(offset),
                     case.name,
-                    STUBBED.join(", ")
-                ));
-            }
+                    f.name
+                )
+            })?;
         }
         for call in &case.calls {
+            let f = stubbed(call.function.get_ref())
+                .map_err(|m| format!("{}: {m}", at(call.function.span().start)))?;
             let answers =
                 call.returns.is_some() as u8 + call.raises.is_some() as u8 + call.hangs as u8;
             if answers != 1 {
                 return Err(format!(
-                    "{shown}: case {:?}: a [[case.calls]] for {} needs exactly one of returns, raises or hangs",
-                    case.name, call.function
+                    "{}: case {:?}: a [[case.calls]] for {} needs exactly one of returns, raises or hangs",
+                    at(call.function.span().start),
+                    case.name,
+                    f.name
                 ));
+            }
+            let most = f.arities().into_iter().max().unwrap_or(0);
+            if call.args.as_ref().is_some_and(|a| a.len() > most) {
+                return Err(format!(
+                    "{}: case {:?}: {} takes at most {most} argument{}; args has more",
+                    at(call.function.span().start),
+                    case.name,
+                    f.name,
+                    if most == 1 { "" } else { "s" }
+                ));
+            }
+            if let Some(value) = &call.returns {
+                check_value(f, value, text).map_err(|(offset, m)| {
+                    format!(
+                        "{}: case {:?}: returns for {}: {m}",
+                        at(offset),
+                        case.name,
+                        f.name
+                    )
+                })?;
             }
         }
     }
     Ok(file.cases)
+}
+
+/// The declaration of a function a case may stub.
+fn stubbed(name: &str) -> Result<&'static HostFn, String> {
+    let names: Vec<&str> = host::functions()
+        .filter(|f| f.stubbed())
+        .map(|f| f.name)
+        .collect();
+    match host::find(name) {
+        Some(f) if f.stubbed() => Ok(f),
+        Some(f) => Err(format!(
+            "{} runs as in production under `rhai-probe test` and cannot be stubbed; the functions that read the world can: {}",
+            f.name,
+            names.join(", ")
+        )),
+        None => {
+            let hint = match closest(name, names.iter().copied()) {
+                Some(near) => format!("did you mean {near}? "),
+                None => String::new(),
+            };
+            Err(format!(
+                "{name} is not a function that can be stubbed; {hint}those are {}",
+                names.join(", ")
+            ))
+        }
+    }
+}
+
+/// A stub's value against what `f` returns: its type, and for a map result its keys and their
+/// types. `Err((offset of the problem, message))`.
+fn check_value(
+    f: &HostFn,
+    value: &Spanned<toml::Value>,
+    text: &str,
+) -> Result<(), (usize, String)> {
+    let span = value.span();
+    let returns = f.returns().unwrap_or(Type::Any);
+    if !returns.accepts_stub(value.get_ref()) {
+        return Err((
+            span.start,
+            format!(
+                "{} returns {}, not {}; e.g. {}",
+                f.name,
+                returns.described(),
+                Type::of_toml(value.get_ref()).described(),
+                example(f)
+            ),
+        ));
+    }
+    let (toml::Value::Table(table), false) = (value.get_ref(), f.keys.is_empty()) else {
+        return Ok(());
+    };
+    // Where a key of the table is written: searched in the table's own text.
+    let key_at = |key: &str| {
+        let inner = &text[span.clone()];
+        inner
+            .match_indices(key)
+            .find(|(i, _)| {
+                let before = inner[..*i].chars().next_back();
+                let after = inner[i + key.len()..].chars().next();
+                !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                    && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            })
+            .map_or(span.start, |(i, _)| span.start + i)
+    };
+    for (key, item) in table {
+        let Some(declared) = f.key(key) else {
+            let names: Vec<&str> = f.keys.iter().map(|k| k.name).collect();
+            let hint = match closest(key, names.iter().copied()) {
+                Some(near) => format!("did you mean '{near}'? "),
+                None => String::new(),
+            };
+            return Err((
+                key_at(key),
+                format!(
+                    "{}'s result has no key '{key}'; {hint}its keys: {}",
+                    f.name,
+                    names.join(", ")
+                ),
+            ));
+        };
+        if !declared.ty.accepts_stub(item) {
+            return Err((
+                key_at(key),
+                format!(
+                    "'{key}' is {}, not {} (write {key} = {})",
+                    declared.ty.described(),
+                    Type::of_toml(item).described(),
+                    sample(declared.ty)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A value of `ty` as TOML, for error messages.
+fn sample(ty: Type) -> &'static str {
+    match ty {
+        Type::Bool => "true",
+        Type::Int => "200",
+        Type::Float => "0.5",
+        Type::String => "\"text\"",
+        Type::Map => "{}",
+        Type::Array => "[]",
+        _ => "…",
+    }
+}
+
+fn example(f: &HostFn) -> String {
+    match f.stub {
+        Stub::Answer { example, .. } => format!("stubs.{} = {example}", f.name),
+        _ => String::new(),
+    }
+}
+
+/// A TOML literal from a declaration, as a value.
+fn literal(text: &str) -> Option<toml::Value> {
+    toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()?
+        .remove("v")
 }
 
 /// The `--var`s of a case, typed as TOML types them.
@@ -203,8 +336,17 @@ fn args_match(want: &[toml::Value], got: &[Dynamic]) -> bool {
         })
 }
 
-/// `http_get("http://…")`, with strings quoted and URLs masked.
-fn describe_call(name: &str, args: &[Dynamic]) -> String {
+/// `http_get("http://…")`, with the declared secrets masked as the real call masks them.
+fn describe_call(f: &HostFn, args: &[Dynamic]) -> String {
+    for secret in f.secrets {
+        if let Some(value) = args.get(secret.arg).filter(|a| a.is_string()) {
+            let value = value.to_string();
+            match secret.mask {
+                host::decl::Mask::Url => drop(redact::mask_url(&value)),
+                host::decl::Mask::Dsn => drop(host::sql::dsn::mask(&value)),
+            }
+        }
+    }
     let shown: Vec<String> = args
         .iter()
         .map(|a| {
@@ -215,66 +357,30 @@ fn describe_call(name: &str, args: &[Dynamic]) -> String {
             }
         })
         .collect();
-    format!("{name}({})", shown.join(", "))
+    redact::scrub(&format!("{}({})", f.name, shown.join(", "))).into_owned()
 }
 
-/// An `http_get` answer completed to the shape the real one has, so that `.ok`, `.body` and
-/// `.json()` work on `#{status: 503}`.
-fn complete_response(value: Dynamic, url: &Dynamic) -> Dynamic {
+/// A map answer completed to the shape the real one has: every declared key the stub leaves
+/// out gets its declared default, so `.ok`, `.body` and `.json()` work on `#{status: 503}`.
+fn complete(f: &'static HostFn, value: Dynamic, args: &[Dynamic]) -> Dynamic {
+    if f.keys.is_empty() {
+        return value;
+    }
     let Some(mut map) = value.try_cast::<rhai::Map>() else {
         return Dynamic::UNIT;
     };
-    let status = map
-        .get("status")
-        .and_then(|s| s.as_int().ok())
-        .unwrap_or(200);
-    map.entry("status".into()).or_insert(Dynamic::from(status));
-    map.entry("ok".into())
-        .or_insert(Dynamic::from((200..400).contains(&status)));
-    map.entry("body".into()).or_insert(Dynamic::from(""));
-    map.entry("headers".into())
-        .or_insert(Dynamic::from(rhai::Map::new()));
-    map.entry("elapsed_ms".into())
-        .or_insert(Dynamic::from_float(0.0));
-    map.entry("truncated".into()).or_insert(Dynamic::FALSE);
-    map.entry("url".into()).or_insert(url.clone());
-    Dynamic::from(map)
-}
-
-/// The keys of the maps `memory()`, `cpu()` and `disk_usage()` return: a stub gives the ones a
-/// script reads, the others are `()` (TOML has no null), as on a machine without that figure.
-fn complete_map(name: &str, value: Dynamic) -> Dynamic {
-    let keys: &[&str] = match name {
-        "memory" => &[
-            "limit",
-            "used",
-            "working_set",
-            "used_pct",
-            "total",
-            "available",
-            "pressure_avg10",
-            "cgroup",
-        ],
-        "cpu" => &[
-            "quota_cpus",
-            "usage_usec",
-            "nr_throttled",
-            "throttled_usec",
-            "pressure_avg10",
-            "cgroup",
-        ],
-        "disk_usage" => &["total", "free", "available", "used_pct", "inodes_free"],
-        _ => return value,
-    };
-    match value.try_cast::<rhai::Map>() {
-        Some(mut map) => {
-            for key in keys {
-                map.entry((*key).into()).or_insert(Dynamic::UNIT);
-            }
-            Dynamic::from(map)
+    for key in f.keys {
+        if map.contains_key(key.name) {
+            continue;
         }
-        None => Dynamic::UNIT,
+        let default = match &key.stub {
+            KeyStub::Value(text) => literal(text).map_or(Dynamic::UNIT, |v| to_dynamic(&v)),
+            KeyStub::Unit => Dynamic::UNIT,
+            KeyStub::Derived(_, derive) => derive(&map, args),
+        };
+        map.insert(key.name.into(), default);
     }
+    host::result_map(f, map)
 }
 
 /// One stubbed call: find its answer, record it in the trace, return it.
@@ -282,28 +388,34 @@ fn answer(
     host: &Host,
     stubs: &Stubs,
     ctx: &NativeCallContext,
-    name: &'static str,
+    f: &'static HostFn,
     args: &[Dynamic],
 ) -> RhaiResult<Dynamic> {
     let position = ctx.call_position();
-    let what = describe_call(name, args);
-    let index = host.trace.begin(name, what.clone(), position.into());
+    let what = describe_call(f, args);
+    let index = host.trace.begin(f.name, what.clone(), position.into());
     let finish = |outcome: Outcome| {
         host.trace
             .finish(index, outcome, std::time::Duration::ZERO, &host.source)
     };
     let stub = stubs.case.calls.iter().find(|c| {
-        c.function == name && c.args.as_deref().is_none_or(|want| args_match(want, args))
+        c.function.get_ref() == f.name
+            && c.args.as_deref().is_none_or(|want| args_match(want, args))
     });
     let value = match stub {
         Some(c) if c.hangs => {
-            finish(Outcome::Error("deadline passed".into()));
+            finish(Outcome::Error(host::DEADLINE_PASSED.into()));
             return Err(deadline_error(format!("during {what}"), position));
         }
         Some(CallStub {
             raises: Some(message),
             ..
         }) => {
+            // As in production: a function that answers false for a failed peer does so here.
+            if f.fails == Fails::False {
+                finish(Outcome::Fail(message.clone()));
+                return Ok(Dynamic::FALSE);
+            }
             finish(Outcome::Error(message.clone()));
             return Err(
                 EvalAltResult::ErrorRuntime(format!("{what}: {message}").into(), position).into(),
@@ -311,15 +423,19 @@ fn answer(
         }
         Some(CallStub {
             returns: Some(v), ..
-        }) => to_dynamic(v),
-        _ => match stubs.case.stubs.get(name) {
-            Some(v) => to_dynamic(v),
+        }) => to_dynamic(v.get_ref()),
+        _ => match stubs.case.stubs.iter().find(|(k, _)| k.get_ref() == f.name) {
+            Some((_, v)) => to_dynamic(v.get_ref()),
             None => {
                 let first = args.first().map(|a| format!("{a:?}")).unwrap_or_default();
+                let example = match f.stub {
+                    Stub::Answer { example, .. } => example,
+                    _ => "VALUE",
+                };
                 let message = format!(
-                    "no stub for {what} in case {:?}; add `stubs.{name} = VALUE` to the case, or \
-                     [[case.calls]] with fn = \"{name}\", args = [{first}] and returns, raises or hangs",
-                    stubs.case.name
+                    "no stub for {what} in case {:?}; add `stubs.{} = {example}` to the case, or \
+                     [[case.calls]] with fn = \"{}\", args = [{first}] and returns, raises or hangs",
+                    stubs.case.name, f.name, f.name
                 );
                 stubs.missing.borrow_mut().get_or_insert(message.clone());
                 finish(Outcome::Error("no stub".into()));
@@ -327,57 +443,64 @@ fn answer(
             }
         },
     };
-    let value = match name {
-        "http_get" => complete_response(value, args.first().unwrap_or(&Dynamic::UNIT)),
-        _ => complete_map(name, value),
+    // A float result given as an integer (`load_avg = 1`) reads as the float it stands for.
+    let value = match (f.returns(), value.as_int()) {
+        (Some(Type::Float), Ok(i)) => Dynamic::from_float(i as f64),
+        _ => value,
     };
-    let looks_failed = value.as_bool() == Ok(false)
-        || (name == "http_get"
-            && value
-                .read_lock::<rhai::Map>()
-                .and_then(|m| m.get("ok").and_then(|ok| ok.as_bool().ok()))
-                == Some(false));
-    let shown = if name == "http_get" {
-        value
-            .read_lock::<rhai::Map>()
-            .and_then(|m| m.get("status").map(|s| s.to_string()))
-            .unwrap_or_default()
-    } else {
-        value.to_string()
+    let value = complete(f, value, args);
+    let (passed, shown) = match value.read_lock::<rhai::Map>() {
+        Some(map) => (
+            map.get("ok").and_then(|ok| ok.as_bool().ok()) != Some(false),
+            map.get("status")
+                .map_or_else(|| value.to_string(), |s| s.to_string()),
+        ),
+        None => (value.as_bool() != Ok(false), value.to_string()),
     };
-    finish(if looks_failed {
-        Outcome::Fail(shown)
-    } else {
+    finish(if passed {
         Outcome::Pass(shown)
+    } else {
+        Outcome::Fail(shown)
     });
     Ok(value)
 }
 
-/// Install stubs for every stubbed function, at every arity its signatures name; and a `sleep`
-/// that returns at once.
-pub fn register_stubs(engine: &mut Engine, host: &Rc<Host>, stubs: &Rc<Stubs>) {
-    for doc in host::FUNCTIONS.iter().filter(|d| STUBBED.contains(&d.name)) {
-        for signature in doc.signatures {
-            let arity = host::params(signature).len();
-            let (h, s, name) = (host.clone(), stubs.clone(), doc.name);
-            engine.register_raw_fn(
-                name,
-                vec![TypeId::of::<Dynamic>(); arity],
-                move |ctx: NativeCallContext, args: &mut [&mut Dynamic]| {
-                    let args: Vec<Dynamic> = args.iter().map(|a| (**a).clone()).collect();
-                    answer(&h, &s, &ctx, name, &args)
-                },
-            );
-        }
+/// Install the stub of `f` at every arity its signatures name.
+pub fn register_stub(engine: &mut Engine, host: &Rc<Host>, stubs: &Rc<Stubs>, f: &'static HostFn) {
+    for arity in f.arities() {
+        let (h, s) = (host.clone(), stubs.clone());
+        engine.register_raw_fn(
+            f.name,
+            vec![TypeId::of::<Dynamic>(); arity],
+            move |ctx: NativeCallContext, args: &mut [&mut Dynamic]| {
+                let args: Vec<Dynamic> = args.iter().map(|a| (**a).clone()).collect();
+                answer(&h, &s, &ctx, f, &args)
+            },
+        );
     }
-    engine.register_fn("sleep", |_: rhai::INT| ());
-    engine.register_fn("sleep", |_: rhai::FLOAT| ());
+}
+
+/// `sleep` and the like under `rhai-probe test`: return at once.
+pub fn register_instant(engine: &mut Engine, f: &'static HostFn) {
+    for arity in f.arities() {
+        engine.register_raw_fn(
+            f.name,
+            vec![TypeId::of::<Dynamic>(); arity],
+            |_: NativeCallContext, _: &mut [&mut Dynamic]| Ok(Dynamic::UNIT),
+        );
+    }
 }
 
 /// What one case came to.
 pub struct CaseResult {
+    pub name: String,
     pub passed: bool,
+    /// `ok    name` or `FAIL  name: why`.
     pub line: String,
+    /// Why it failed, for JSON and JUnit.
+    pub problem: Option<String>,
+    pub verdict: String,
+    pub elapsed: std::time::Duration,
 }
 
 /// Compare a case's verdict with what it expects.
@@ -387,16 +510,28 @@ pub fn judge_case(
     exit: Exit,
     missing: Option<String>,
 ) -> CaseResult {
+    let result = |problem: Option<String>| CaseResult {
+        name: case.name.clone(),
+        passed: problem.is_none(),
+        line: match &problem {
+            None => format!("ok    {}", case.name),
+            Some(p) => format!("FAIL  {}: {p}", case.name),
+        },
+        problem,
+        verdict: verdict_line.to_string(),
+        elapsed: std::time::Duration::ZERO,
+    };
     if let Some(message) = missing {
-        return CaseResult {
-            passed: false,
-            line: format!("FAIL  {}: {message}", case.name),
-        };
+        return result(Some(message));
     }
-    let expected = Exit::from_key(&case.expect);
+    let expected = Exit::from_key(case.expect.get_ref());
     let mut problems = Vec::new();
     if expected != Some(exit) {
-        problems.push(format!("expected {}, got {}", case.expect, exit.key()));
+        problems.push(format!(
+            "expected {}, got {}",
+            case.expect.get_ref(),
+            exit.key()
+        ));
     }
     if let Some(reason) = &case.reason {
         if !verdict_line.contains(reason.as_str()) {
@@ -404,45 +539,132 @@ pub fn judge_case(
         }
     }
     if problems.is_empty() {
-        CaseResult {
-            passed: true,
-            line: format!("ok    {}", case.name),
-        }
+        result(None)
     } else {
-        CaseResult {
-            passed: false,
-            line: format!(
-                "FAIL  {}: {}: {verdict_line}",
-                case.name,
-                problems.join("; ")
-            ),
-        }
+        result(Some(format!("{}: {verdict_line}", problems.join("; "))))
     }
 }
 
-/// A first cases file for a script that has none: one case per verdict to fill in, with a stub
-/// line for every function the script calls that needs one.
-pub fn starter(script: &Path, cases: &Path) -> String {
-    let called: Vec<String> = crate::probe::check(script, &rhai::Map::new())
-        .map(|(_, ast)| crate::lint::called_functions(&ast))
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|name| STUBBED.contains(&name.as_str()))
-        .collect();
-    let mut out = format!("a start for {}:\n\n", cases.display());
-    for (name, expect) in [
-        ("everything answers", "healthy"),
-        ("something fails", "unhealthy"),
-    ] {
+/// The table in docs/testing.md: every function a case must answer, what its answer is, and
+/// for map results each key with the default a stub that leaves it out gets.
+pub fn stub_table() -> String {
+    let mut out = String::from("| function | a stub gives | e.g. | keys a stub may leave out, and their defaults |\n|---|---|---|---|\n");
+    for f in host::functions() {
+        let Stub::Answer { example, .. } = f.stub else {
+            continue;
+        };
+        let returns = f.returns().unwrap_or(Type::Any);
+        let keys: Vec<String> = f
+            .keys
+            .iter()
+            .map(|k| format!("`{}` ({}): {}", k.name, k.ty.word(), k.stub.describe()))
+            .collect();
+        let what = match (returns, f.fails) {
+            (Type::Map, _) => "a table".to_string(),
+            (t, Fails::False) => format!("{} (`raises` answers false with that reason)", t.word()),
+            (t, _) => t.word().to_string(),
+        };
         out.push_str(&format!(
-            "[[case]]\nname = \"{name}\"\nexpect = \"{expect}\"\n"
+            "| `{}` | {what} | `{}` | {} |\n",
+            f.name,
+            example.replace('|', "\\|"),
+            if keys.is_empty() {
+                "".to_string()
+            } else {
+                keys.join("<br>").replace('|', "\\|")
+            }
         ));
-        for f in &called {
-            out.push_str(&format!(
-                "stubs.{f} = VALUE  # what {f} returns in this case\n"
-            ));
-        }
-        out.push('\n');
     }
     out
+}
+
+/// A first cases file for a script, valid as it stands: a case where every function that reads
+/// the world answers well (the declarations' examples) and one where the first of them fails.
+pub fn starter(script: &Path) -> Result<String, String> {
+    let (_, ast) = crate::probe::check(script, &rhai::Map::new()).map_err(|failure| {
+        let (verdict, _) = *failure;
+        format!(
+            "{}; fix it first (`rhai-probe check` shows where)",
+            verdict.reason
+        )
+    })?;
+    let called: Vec<&'static HostFn> = crate::lint::called_functions(&ast)
+        .iter()
+        .filter_map(|name| host::find(name))
+        .filter(|f| f.stubbed())
+        .collect();
+    let shown = crate::probe::display_name(script);
+    let mut out = format!(
+        "# Cases for {shown}: `rhai-probe test {shown}` (docs/testing.md).\n\
+         # Written by `rhai-probe test --init`: check each value and the expected verdicts.\n"
+    );
+    let answers = |failing_first: bool| -> String {
+        let mut lines = String::new();
+        for (i, f) in called.iter().enumerate() {
+            if let Stub::Answer { example, failing } = f.stub {
+                let value = if failing_first && i == 0 {
+                    failing
+                } else {
+                    example
+                };
+                lines.push_str(&format!("stubs.{} = {value}\n", f.name));
+            }
+        }
+        lines
+    };
+    out.push_str(&format!(
+        "\n[[case]]\nname = \"every call answers well\"\nexpect = \"healthy\"\n{}",
+        answers(false)
+    ));
+    if let Some(first) = called.first() {
+        out.push_str(&format!(
+            "\n[[case]]\nname = \"{} fails\"\nexpect = \"unhealthy\"\n{}",
+            first.name,
+            answers(true)
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(cases: &str) -> String {
+        parse_cases(cases, "p.cases.toml").unwrap_err()
+    }
+
+    #[test]
+    fn stubs_are_checked_against_the_declarations() {
+        let head = "[[case]]\nname = \"c\"\nexpect = \"healthy\"\n";
+        assert_eq!(
+            error(&format!("{head}stubs.http_get = {{ stauts = 503 }}\n")),
+            "p.cases.toml:4:20: case \"c\": stubs.http_get: http_get's result has no key 'stauts'; did you mean 'status'? its keys: status, ok, body, headers, elapsed_ms, truncated, url"
+        );
+        assert_eq!(
+            error(&format!("{head}stubs.http_get = {{ status = \"200\" }}\n")),
+            "p.cases.toml:4:20: case \"c\": stubs.http_get: 'status' is an integer, not a string (write status = 200)"
+        );
+        assert!(error(&format!("{head}stubs.load_avg = \"high\"\n"))
+            .starts_with("p.cases.toml:4:18: case \"c\": stubs.load_avg: load_avg returns a float, not a string"));
+        assert!(error(&format!("{head}stubs.htp_get = 1\n"))
+            .starts_with("p.cases.toml:4:7: htp_get is not a function that can be stubbed; did you mean http_get?"));
+        assert!(error(&format!("{head}stubs.check = true\n")).contains("cannot be stubbed"));
+        assert!(error(&format!(
+            "{head}[[case.calls]]\nfn = \"tcp_open\"\nargs = [\"a\", 1, {{}}, 4]\nreturns = true\n"
+        ))
+        .contains("tcp_open takes at most 3 arguments"));
+        assert!(error("[[case]]\nname = \"c\"\nexpect = \"fine\"\n")
+            .starts_with("p.cases.toml:3:10: case \"c\": expect = \"fine\""));
+        // Integers stand for floats, and every declared example is a valid stub.
+        parse_cases(&format!("{head}stubs.load_avg = 1\n"), "p").unwrap();
+        for f in host::functions() {
+            if let Stub::Answer { example, failing } = f.stub {
+                for value in [example, failing] {
+                    parse_cases(&format!("{head}stubs.{} = {value}\n", f.name), "p")
+                        .unwrap_or_else(|e| panic!("{}: {value}: {e}", f.name));
+                }
+            }
+        }
+    }
 }

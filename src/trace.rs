@@ -196,6 +196,26 @@ impl Trace {
             .find(|c| c.outcome == Outcome::Pending)
             .cloned()
     }
+
+    /// The call the deadline caught: the one in flight, or, when it has just been stopped by
+    /// the deadline and the run is on its way to report it, that one. What the watchdog names:
+    /// a call that ends a little after the deadline (a socket timeout the kernel's timer wheel
+    /// rounds up) must not become "while the script was running" because the watchdog looked a
+    /// moment after it finished.
+    pub fn at_deadline(&self) -> Option<Call> {
+        let t = self.lock();
+        let last = t.calls.last()?;
+        match &last.outcome {
+            Outcome::Pending => Some(last.clone()),
+            Outcome::Error(e) if e == crate::host::DEADLINE_PASSED => Some(last.clone()),
+            _ => t
+                .calls
+                .iter()
+                .rev()
+                .find(|c| c.outcome == Outcome::Pending)
+                .cloned(),
+        }
+    }
 }
 
 impl Inner {
@@ -246,6 +266,25 @@ mod tests {
             "condition was false: load_avg(1) -> 7.90, cpu_count() -> 2"
         );
         assert_eq!(inner.explain(&inner.checks[1]), "GET http://x/ -> 503");
+    }
+
+    #[test]
+    fn the_call_the_deadline_stopped_is_named_after_it_finished() {
+        let t = Trace::default();
+        let a = t.begin("load_avg", "load_avg()".into(), Pos::default());
+        t.finish(a, Outcome::Pass("0.1".into()), Duration::ZERO, "t");
+        assert!(t.at_deadline().is_none());
+        let b = t.begin("sql_ping", "sql_ping(mysql://x)".into(), Pos::default());
+        assert_eq!(t.at_deadline().unwrap().what, "sql_ping(mysql://x)");
+        // Host::call has recorded the deadline, the verdict is not out yet: still that call.
+        t.finish(
+            b,
+            Outcome::Error(crate::host::DEADLINE_PASSED.into()),
+            Duration::ZERO,
+            "t",
+        );
+        assert_eq!(t.at_deadline().unwrap().what, "sql_ping(mysql://x)");
+        assert!(t.pending().is_none());
     }
 
     #[test]

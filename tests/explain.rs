@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::{closed_port, http_server, Probe};
+use support::{black_hole, closed_port, http_server, Probe};
 
 #[test]
 fn a_healthy_run_lists_calls_checks_value_verdict_and_time() {
@@ -136,5 +136,35 @@ fn colour_on_a_terminal_unless_no_color() {
     assert!(
         plain.contains("✓ cpus") && !plain.contains('\u{1b}'),
         "{plain:?}"
+    );
+}
+
+#[test]
+fn a_call_with_a_longer_timeout_stops_at_the_deadline_and_says_so() {
+    // The call asks for 5 s; the probe has 300 ms. `Host::call` gives it the time left, so it
+    // ends at the deadline and the report shows that call stopped by it, not one still in
+    // flight when the watchdog ended the process.
+    let url = format!("http://127.0.0.1:{}/", black_hole());
+    let run = Probe::script(&format!("http_get(\"{url}\", #{{timeout: \"5s\"}}).ok"))
+        .command_name("explain")
+        .args(["--timeout", "300ms"])
+        .run();
+    assert_eq!(run.code, 4, "{}", run.output());
+    let out = &run.stdout;
+    assert!(
+        out.contains(&format!("   1 ✗ GET {url}  deadline passed")),
+        "{out}"
+    );
+    assert!(!out.contains("in flight"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "verdict  deadline: the 300 ms deadline passed during GET {url} (probe.rhai:1:1)"
+        )),
+        "{out}"
+    );
+    assert!(
+        run.elapsed < std::time::Duration::from_millis(1300),
+        "{:?}",
+        run.elapsed
     );
 }

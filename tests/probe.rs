@@ -213,7 +213,7 @@ fn a_typo_in_a_map_key_is_an_error_not_unit() {
         url("/health")
     ))
     .run();
-    run.expect(3, "probe.rhai:2:6: the map has no property 'stauts'");
+    run.expect(3, "probe.rhai:2:6: http_get's result has no key 'stauts'");
     assert!(
         run.stderr.contains("did you mean 'status'?"),
         "{}",
@@ -1165,7 +1165,13 @@ fn json_health_script() {
     .expect(1, "check \"reports UP\" failed");
     Probe::command(["run", &script, "--var", &format!("url={}", url("/html"))])
         .run()
-        .expect(1, "check \"reports UP\" failed: body is not JSON");
+        .expect(
+            1,
+            &format!(
+                "check \"reports UP\" failed: GET {}: body is not JSON",
+                url("/html")
+            ),
+        );
 }
 
 #[test]
@@ -1233,4 +1239,24 @@ fn check_lints_unknown_functions_argument_counts_and_endings() {
     );
     let run = Probe::command(["check", &fine]).run();
     assert_eq!(run.code, 0, "{}", run.output());
+}
+
+#[test]
+fn ok_is_kubelets_rule_200_to_399() {
+    // One definition (http::ok_status) for real responses and for stubs; both are held here.
+    for (status, ok) in [
+        (200, true),
+        (204, true),
+        (399, true),
+        (400, false),
+        (404, false),
+        (503, false),
+    ] {
+        let run = Probe::script(&format!(
+            "let r = http_get(\"{}\", #{{follow_redirects: false}});\nr.status == {status} && r.ok == {ok}",
+            url(&format!("/status/{status}"))
+        ))
+        .run();
+        run.expect(0, "returned true");
+    }
 }

@@ -194,7 +194,13 @@ fn optional_reads_give_unit_for_a_missing_key_or_index() {
     }
     // Strict reads still fail, and so do the parts `??` does not make optional: an index
     // expression, and what follows a single `?.`.
-    for expr in ["h.x", "h[\"x\"]", "h.c[5]", "h?.a.x", "let k = #{}; h[k.q] ?? 2"] {
+    for expr in [
+        "h.x",
+        "h[\"x\"]",
+        "h.c[5]",
+        "h?.a.x",
+        "let k = #{}; h[k.q] ?? 2",
+    ] {
         assert!(
             eval(&engine, &format!("{h} {expr}")).starts_with("error:"),
             "{expr} did not fail"
@@ -212,7 +218,10 @@ fn the_callbacks_see_the_tag_and_only_reads() {
     let log = seen.clone();
     engine.on_map_missing_property(move |_, key, tag, _| {
         log.lock().unwrap().push(format!("{key}@{tag}"));
-        Err(rhai::EvalAltResult::ErrorRuntime(format!("no {key}").into(), rhai::Position::NONE).into())
+        Err(
+            rhai::EvalAltResult::ErrorRuntime(format!("no {key}").into(), rhai::Position::NONE)
+                .into(),
+        )
     });
     let log = seen.clone();
     engine.on_invalid_array_index(move |_, index, tag, _| {
@@ -233,9 +242,16 @@ fn the_callbacks_see_the_tag_and_only_reads() {
             .eval_with_scope::<rhai::Dynamic>(scope, script)
             .map_or_else(|e| format!("error: {e}"), |v| v.to_string())
     };
-    for (script, want) in [("t.zz", "no zz"), ("v[3]", "no item"), ("let plain = #{}; plain.q", "no q")] {
+    for (script, want) in [
+        ("t.zz", "no zz"),
+        ("v[3]", "no item"),
+        ("let plain = #{}; plain.q", "no q"),
+    ] {
         let got = run(&mut scope, script);
-        assert!(got.starts_with("error: ") && got.contains(want), "{script}: {got}");
+        assert!(
+            got.starts_with("error: ") && got.contains(want),
+            "{script}: {got}"
+        );
     }
     // Optional reads and assignments never reach the callback.
     assert_eq!(run(&mut scope, "t?.zz ?? t.yy ?? 1"), "1");

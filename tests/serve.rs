@@ -86,8 +86,16 @@ impl Server {
         Server::start_wrapped(&[], args)
     }
 
+    fn start_env(env: &[(&str, &str)], args: &[&str]) -> Server {
+        Server::start_full(&[], env, args)
+    }
+
     /// Start it through `wrapper` (e.g. `support::loopback_dns()`), which execs the binary.
     fn start_wrapped(wrapper: &[String], args: &[&str]) -> Server {
+        Server::start_full(wrapper, &[], args)
+    }
+
+    fn start_full(wrapper: &[String], env: &[(&str, &str)], args: &[&str]) -> Server {
         let mut command = match wrapper.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
@@ -102,6 +110,7 @@ impl Server {
             .args(args)
             .env_remove("RUST_LOG")
             .env_remove("RHAI_PROBE_TIMEOUT")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -571,15 +580,103 @@ fn an_evaluation_stuck_past_its_deadline_is_answered_at_the_deadline() {
             reply.body
         );
     }
-    // The stuck evaluation has not ended: it is not counted yet, and it was not started twice.
+    // The name is resolved within the deadline (the driver's own lookup takes no timeout), so
+    // each evaluation ends at its deadline: the second request got one of its own, both counted.
+    let metrics = server.metrics();
     assert!(
-        !server
-            .metrics()
-            .contains("probe_evaluations_total{probe=\"db\"}"),
-        "{}",
-        server.metrics()
+        metrics.contains("probe_evaluations_total{probe=\"db\"} 2\n"),
+        "{metrics}"
     );
     server.finish();
+}
+
+/// The answer as JSON: what an evaluation that ended by itself reports, with its calls (a
+/// request that gave up on an evaluation still running has none).
+fn json_answer(server: &Server, probe: &str) -> (u16, serde_json::Value, Duration) {
+    let started = Instant::now();
+    let reply = request(
+        server.port,
+        "GET",
+        &format!("/probe/{probe}"),
+        &["Accept: application/json"],
+    );
+    let doc = serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.body));
+    (reply.status, doc, started.elapsed())
+}
+
+#[test]
+fn a_call_with_a_longer_timeout_ends_the_evaluation_at_its_deadline() {
+    let hole = support::black_hole();
+    let dir = temp_dir("serve-clamp");
+    let script = write(
+        &dir,
+        "slow.rhai",
+        &format!("http_get(\"http://127.0.0.1:{hole}/\", #{{timeout: \"5s\"}}).ok\n"),
+    );
+    let server = Server::start(&[
+        "--probe",
+        &format!("slow={}", script.display()),
+        "--timeout",
+        "300ms",
+        "--cache",
+        "0",
+    ]);
+    for _ in 0..2 {
+        let (status, doc, elapsed) = json_answer(&server, "slow");
+        assert_eq!(status, 503, "{doc}");
+        assert!(elapsed < Duration::from_millis(1300), "{elapsed:?}");
+        assert_eq!(doc["verdict"], "deadline", "{doc}");
+        assert_eq!(doc["calls"][0]["result"], "deadline passed", "{doc}");
+        assert!(
+            doc["calls"][0]["elapsed_ms"].as_f64().unwrap() < 1000.0,
+            "{doc}"
+        );
+    }
+    server.finish();
+}
+
+#[test]
+fn a_read_that_blocks_is_abandoned_at_the_deadline() {
+    // memory() opens its cgroup's files under RHAI_PROBE_ROOT; a FIFO there blocks the open
+    // forever, as a file on a hung mount would. serve has no watchdog: the read runs where the
+    // deadline can abandon it, and the probe keeps evaluating.
+    let root = temp_dir("serve-fifo-root");
+    std::fs::create_dir_all(root.join("proc/self")).unwrap();
+    std::fs::write(root.join("proc/self/cgroup"), "0::/\n").unwrap();
+    std::fs::create_dir_all(root.join("sys/fs/cgroup")).unwrap();
+    std::fs::write(root.join("sys/fs/cgroup/cgroup.controllers"), "memory\n").unwrap();
+    let fifo = std::ffi::CString::new(root.join("sys/fs/cgroup/memory.max").display().to_string())
+        .unwrap();
+    // SAFETY: mkfifo with a path we own.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let dir = temp_dir("serve-fifo");
+    let script = write(&dir, "mem.rhai", "memory().used > 0\n");
+    let server = Server::start_env(
+        &[("RHAI_PROBE_ROOT", &root.display().to_string())],
+        &[
+            "--probe",
+            &format!("mem={}", script.display()),
+            "--timeout",
+            "300ms",
+            "--cache",
+            "0",
+        ],
+    );
+    for _ in 0..3 {
+        let (status, doc, elapsed) = json_answer(&server, "mem");
+        assert_eq!(status, 503, "{doc}");
+        assert!(elapsed < Duration::from_millis(1300), "{elapsed:?}");
+        assert_eq!(doc["verdict"], "deadline", "{doc}");
+        assert_eq!(doc["calls"][0]["function"], "memory", "{doc}");
+        assert_eq!(doc["calls"][0]["result"], "deadline passed", "{doc}");
+    }
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains("probe_evaluations_total{probe=\"mem\"} 3\n"),
+        "{metrics}"
+    );
+    let log = server.finish();
+    assert!(log.contains("did not return before the deadline"), "{log}");
 }
 
 #[test]
@@ -880,9 +977,10 @@ fn bad_starts_say_what_to_do() {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
+    // No probe at all is a bad command line (64), as docs/usage.md says.
     let (code, err) = run(&["--listen", "127.0.0.1:0"]);
-    assert_eq!(code, 1);
-    assert!(err.contains("no probes: give --probe NAME=SCRIPT"), "{err}");
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--probe <NAME=SCRIPT>|--dir <DIR>"), "{err}");
 
     let (code, err) = run(&[
         "--listen",

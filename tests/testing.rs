@@ -116,7 +116,7 @@ fn a_call_without_a_stub_fails_its_case_and_says_how_to_stub_it() {
     );
     assert_eq!(run.code, 1, "{}", run.output());
     assert!(run.stdout.contains(
-        "FAIL  forgot: no stub for http_get(\"http://app/health\") in case \"forgot\"; add `stubs.http_get = VALUE` to the case, or [[case.calls]] with fn = \"http_get\", args = [\"http://app/health\"] and returns, raises or hangs"
+        "FAIL  forgot: no stub for http_get(\"http://app/health\") in case \"forgot\"; add `stubs.http_get = { status = 200 }` to the case, or [[case.calls]] with fn = \"http_get\", args = [\"http://app/health\"] and returns, raises or hangs"
     ), "{}", run.stdout);
     assert!(
         run.stdout.ends_with("0 passed, 1 failed\n"),
@@ -175,18 +175,64 @@ fn a_bad_cases_file_is_named_with_line_and_column() {
         "{}",
         run.stderr
     );
-    // A starting point, with a stub line for each function the script calls.
+    // A starting point, valid TOML with a stub for each function the script calls.
     assert!(
         run.stderr.contains(
-            "a start for /nonexistent/x.toml:\n\n[[case]]\nname = \"everything answers\"\nexpect = \"healthy\"\n"
+            "a start for /nonexistent/x.toml (the same as `rhai-probe test --init`):\n\n# Cases for "
         ),
         "{}",
         run.stderr
     );
     assert!(
-        run.stderr.contains("stubs.cpu_count = VALUE")
-            && run.stderr.contains("stubs.load_avg = VALUE"),
+        run.stderr.contains("stubs.cpu_count = 4") && run.stderr.contains("stubs.load_avg = 0.5"),
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn init_writes_a_cases_file_that_test_accepts_for_every_shipped_script() {
+    let dir = temp_dir("init");
+    let mut scripts: Vec<_> = std::fs::read_dir(repo("scripts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rhai"))
+        .collect();
+    scripts.sort();
+    for script in scripts {
+        let init = Probe::command(["test", "--init", &script.display().to_string()]).run();
+        assert_eq!(init.code, 0, "{}", init.output());
+        let copy = dir.join(script.file_name().unwrap());
+        std::fs::copy(&script, &copy).unwrap();
+        std::fs::write(copy.with_extension("cases.toml"), &init.stdout).unwrap();
+        let run = Probe::command(["test", &copy.display().to_string()]).run();
+        // Valid as written: every case runs (none fails for a missing stub or a bad value).
+        assert!(
+            matches!(run.code, 0 | 1),
+            "{}:\n{}\n{}",
+            script.display(),
+            init.stdout,
+            run.output()
+        );
+        assert!(!run.output().contains("no stub for"), "{}", run.output());
+        assert!(run.stdout.contains(" passed, "), "{}", run.stdout);
+    }
+    // For a plain check the start passes as it is.
+    let copy = dir.join("liveness.rhai");
+    let run = Probe::command(["test", &copy.display().to_string()]).run();
+    assert_eq!(run.code, 0, "{}", run.output());
+}
+
+#[test]
+fn a_stub_gets_ok_by_kubelets_rule() {
+    let mut cases = String::new();
+    for (status, ok) in [(200, true), (399, true), (400, false), (404, false)] {
+        cases.push_str(&format!(
+            "[[case]]\nname = \"{status}\"\nexpect = \"{}\"\nstubs.http_get = {{ status = {status} }}\n\n",
+            if ok { "healthy" } else { "unhealthy" }
+        ));
+    }
+    let run = test("http_get(\"http://app/health\").ok", &cases);
+    assert_eq!(run.code, 0, "{}", run.output());
+    assert_eq!(run.stdout.matches("ok    ").count(), 4, "{}", run.stdout);
 }

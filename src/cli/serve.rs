@@ -25,9 +25,14 @@ Routes (GET and HEAD only):
 Exit codes:
   0   stopped by SIGTERM after finishing the requests in flight
   1   cannot start: the address cannot be bound, a script cannot be read, no probe found
-  64  usage: bad command line";
+  64  usage: bad command line (no --probe and no --dir, among others)
+
+Examples:
+  rhai-probe serve --listen 0.0.0.0:8099 --dir /etc/rhai-probe
+  rhai-probe serve --listen 127.0.0.1:8099 --probe liveness=live.rhai --cache 2s";
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("scripts").required(true).multiple(true).args(["probes", "dir"])))]
 pub struct ServeArgs {
     /// The address to listen on: 0.0.0.0:8099, [::]:8099, 127.0.0.1:8099, or :8099 (all IPv4
     /// addresses). kubelet's httpGet probes connect to the pod's IP, so in a pod listen on 0.0.0.0.

@@ -5,28 +5,55 @@ use std::{rc::Rc, time::Duration};
 
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, INT};
 
-use super::{deadline_error, fault, pos, FnDoc, Host, RhaiResult};
+use super::{
+    deadline_error,
+    decl::{Fails, HostFn, Stub, Time},
+    fault, pos, Host, RhaiResult,
+};
 
-pub const DOC_CHECK: FnDoc = FnDoc {
+pub const FUNCTIONS: &[HostFn] = &[CHECK, VAR_OR, SLEEP];
+
+pub const CHECK: HostFn = HostFn {
     name: "check",
     signatures: &[
         "check(name: string, value: bool) -> bool",
         "check(name: string, f: closure) -> bool",
     ],
     summary: "record a named check; the verdict lists every failed one (a closure's errors fail only that check)",
+    options: &[],
+    keys: &[],
+    fails: Fails::Never,
+    time: Time::Pure,
+    secrets: &[],
+    stub: Stub::Real,
+    register: register_check,
 };
 
-pub const DOC_VAR_OR: FnDoc = FnDoc {
+pub const VAR_OR: HostFn = HostFn {
     name: "var_or",
     signatures: &["var_or(name: string, default: any) -> any"],
     summary: "the --var NAME=VALUE given on the command line, or the default",
+    options: &[],
+    keys: &[],
+    fails: Fails::Never,
+    time: Time::Pure,
+    secrets: &[],
+    stub: Stub::Real,
+    register: register_var_or,
 };
 
-pub const DOC_SLEEP: FnDoc = FnDoc {
+pub const SLEEP: HostFn = HostFn {
     name: "sleep",
     signatures: &["sleep(seconds: int)", "sleep(seconds: float)"],
     summary:
         "pause (e.g. before a retry); stops the probe with exit 4 if it would outlast the deadline",
+    options: &[],
+    keys: &[],
+    fails: Fails::Never,
+    time: Time::Waits,
+    secrets: &[],
+    stub: Stub::Instant,
+    register: register_sleep,
 };
 
 /// `check(name, value)`, `check(name, || expr)` → bool
@@ -123,7 +150,7 @@ fn thrown(err: &EvalAltResult) -> Option<String> {
         EvalAltResult::ErrorRuntime(value, _) => Some(
             value
                 .read_lock::<rhai::ImmutableString>()
-                .map(|s| s.to_string())
+                .map(|s| crate::diagnostic::split_help(&s).0.to_string())
                 .unwrap_or_else(|| format!("threw {value}")),
         ),
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => thrown(inner),
@@ -148,7 +175,7 @@ fn sleep(host: &Host, ctx: &NativeCallContext, seconds: f64) -> RhaiResult<()> {
     Ok(())
 }
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>) {
+fn register_check(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn(
         "check",
@@ -171,6 +198,9 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>) {
             ))
         },
     );
+}
+
+fn register_var_or(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn(
         "var_or",
@@ -179,6 +209,9 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>) {
             None => Ok(default),
         },
     );
+}
+
+fn register_sleep(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn("sleep", move |ctx: NativeCallContext, seconds: f64| {
         sleep(&h, &ctx, seconds)

@@ -13,25 +13,86 @@ use std::{
 
 use rhai::{Dynamic, Engine, Map, NativeCallContext, INT};
 
-use super::{FnDoc, Host, HostError, RhaiResult};
+use super::{
+    decl::{Fails, HostFn, Key, KeyStub, Stub, Time, Type},
+    result_map, Host, HostError, RhaiResult,
+};
 use crate::trace::Outcome;
 
-pub const DOC_MEMORY: FnDoc = FnDoc {
+pub const FUNCTIONS: &[HostFn] = &[MEMORY, CPU, CPU_USAGE_PCT];
+
+/// A key a stub may leave out: `()`, as on a machine without that figure.
+const fn key(name: &'static str, ty: Type, doc: &'static str) -> Key {
+    Key {
+        name,
+        ty,
+        doc,
+        stub: KeyStub::Unit,
+    }
+}
+
+pub const MEMORY: HostFn = HostFn {
     name: "memory",
     signatures: &["memory() -> map"],
     summary: "this container's memory: #{limit, used, working_set, used_pct, total, available, pressure_avg10, cgroup}",
+    options: &[],
+    keys: &[
+        key("limit", Type::Int, "the cgroup's limit in bytes, or `()` when there is none (v2 `max`, v1's huge \"no limit\" value, or anything above the host's memory)"),
+        key("used", Type::Int, "bytes charged to the cgroup, page cache included"),
+        key("working_set", Type::Int, "`used` minus inactive file cache: what kubelet evicts and `kubectl top` shows; `()` when `memory.stat` is unreadable"),
+        key("used_pct", Type::Float, "`used` in % of `limit`, or of the host's `total` when there is no limit"),
+        key("total", Type::Int, "the host's `MemTotal` (bytes)"),
+        key("available", Type::Int, "the host's `MemAvailable` (bytes)"),
+        key("pressure_avg10", Type::Float, "PSI: % of the last 10 s some task waited for memory (cgroup v2 with PSI), else `()`"),
+        key("cgroup", Type::String, "which cgroup was read, e.g. `v2 /sys/fs/cgroup`"),
+    ],
+    fails: Fails::Throws,
+    time: Time::Local,
+    secrets: &[],
+    stub: Stub::Answer {
+        example: "{ used_pct = 40.0, working_set = 100000000 }",
+        failing: "{ used_pct = 97.0, working_set = 990000000 }",
+    },
+    register: register_memory,
 };
 
-pub const DOC_CPU: FnDoc = FnDoc {
+pub const CPU: HostFn = HostFn {
     name: "cpu",
     signatures: &["cpu() -> map"],
     summary: "this container's CPU: #{quota_cpus, usage_usec, nr_throttled, throttled_usec, pressure_avg10, cgroup}",
+    options: &[],
+    keys: &[
+        key("quota_cpus", Type::Float, "CPUs the quota allows (v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `cfs_period_us`: `0.5` for a 500m limit); `()` without a quota"),
+        key("usage_usec", Type::Int, "CPU time used since the cgroup began, µs"),
+        key("nr_throttled", Type::Int, "periods in which the quota held it back"),
+        key("throttled_usec", Type::Int, "time the quota held it back, µs"),
+        key("pressure_avg10", Type::Float, "PSI: % of the last 10 s some task waited for a CPU (cgroup v2 with PSI), else `()`"),
+        key("cgroup", Type::String, "which cgroup was read"),
+    ],
+    fails: Fails::Throws,
+    time: Time::Local,
+    secrets: &[],
+    stub: Stub::Answer {
+        example: "{ quota_cpus = 2.0, nr_throttled = 0 }",
+        failing: "{ quota_cpus = 2.0, nr_throttled = 5000, pressure_avg10 = 80.0 }",
+    },
+    register: register_cpu,
 };
 
-pub const DOC_CPU_USAGE_PCT: FnDoc = FnDoc {
+pub const CPU_USAGE_PCT: HostFn = HostFn {
     name: "cpu_usage_pct",
     signatures: &["cpu_usage_pct(sample_ms: int) -> float"],
     summary: "this container's CPU use over a short sample, in % of the CPUs it may use",
+    options: &[],
+    keys: &[],
+    fails: Fails::Throws,
+    time: Time::Waits,
+    secrets: &[],
+    stub: Stub::Answer {
+        example: "25.0",
+        failing: "99.0",
+    },
+    register: register_cpu_usage_pct,
 };
 
 /// Where `/proc` and `/sys` are: `/`, or `RHAI_PROBE_ROOT` (a fixture tree in tests).
@@ -270,56 +331,87 @@ fn opt_float(v: Option<f64>) -> Dynamic {
     v.map_or(Dynamic::UNIT, Dynamic::from_float)
 }
 
-fn memory(host: &Host, ctx: &NativeCallContext) -> RhaiResult<Map> {
-    host.call(ctx, "memory", "memory()".into(), None, |_| {
+/// What `memory()` reads, on whichever thread reads it.
+struct MemoryFacts {
+    limit: Option<u64>,
+    used: u64,
+    working_set: Option<u64>,
+    used_pct: Option<f64>,
+    total: Option<u64>,
+    available: Option<u64>,
+    pressure: Option<f64>,
+    cgroup: String,
+}
+
+fn memory(host: &Host, ctx: &NativeCallContext) -> RhaiResult<Dynamic> {
+    let facts = host.local(ctx, &MEMORY, "memory()".into(), || {
         let root = root();
         let cgroup = Cgroup::open(&root).map_err(HostError::Transport)?;
         let (total, available) = meminfo(&root);
         let (limit, used) = cgroup.memory(total).map_err(HostError::Transport)?;
         let of = limit.or(total).filter(|t| *t > 0);
         let used_pct = of.map(|t| used as f64 / t as f64 * 100.0);
-        let mut map = Map::new();
-        map.insert("limit".into(), opt_int(limit));
-        map.insert("used".into(), Dynamic::from(used as INT));
-        map.insert("working_set".into(), opt_int(cgroup.working_set(used)));
-        map.insert("used_pct".into(), opt_float(used_pct));
-        map.insert("total".into(), opt_int(total));
-        map.insert("available".into(), opt_int(available));
-        map.insert(
-            "pressure_avg10".into(),
-            opt_float(cgroup.pressure("memory")),
-        );
-        map.insert("cgroup".into(), Dynamic::from(cgroup.describe("memory")));
         let shown = match (limit, used_pct) {
             (Some(l), Some(p)) => format!("{} of {} ({p:.1}%)", mib(used), mib(l)),
             (None, Some(p)) => format!("{}, no limit ({p:.1}% of the host)", mib(used)),
             _ => mib(used),
         };
-        Ok((map, Outcome::Pass(shown)))
-    })
+        let facts = MemoryFacts {
+            limit,
+            used,
+            working_set: cgroup.working_set(used),
+            used_pct,
+            total,
+            available,
+            pressure: cgroup.pressure("memory"),
+            cgroup: cgroup.describe("memory"),
+        };
+        Ok((facts, Outcome::Pass(shown)))
+    })?;
+    let mut map = Map::new();
+    map.insert("limit".into(), opt_int(facts.limit));
+    map.insert("used".into(), Dynamic::from(facts.used as INT));
+    map.insert("working_set".into(), opt_int(facts.working_set));
+    map.insert("used_pct".into(), opt_float(facts.used_pct));
+    map.insert("total".into(), opt_int(facts.total));
+    map.insert("available".into(), opt_int(facts.available));
+    map.insert("pressure_avg10".into(), opt_float(facts.pressure));
+    map.insert("cgroup".into(), Dynamic::from(facts.cgroup));
+    Ok(result_map(&MEMORY, map))
 }
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-fn cpu(host: &Host, ctx: &NativeCallContext) -> RhaiResult<Map> {
-    host.call(ctx, "cpu", "cpu()".into(), None, |_| {
-        let cgroup = Cgroup::open(&root()).map_err(HostError::Transport)?;
-        let (quota, usage, nr_throttled, throttled) = cgroup.cpu().map_err(HostError::Transport)?;
-        let mut map = Map::new();
-        map.insert("quota_cpus".into(), opt_float(quota));
-        map.insert("usage_usec".into(), Dynamic::from(usage as INT));
-        map.insert("nr_throttled".into(), Dynamic::from(nr_throttled as INT));
-        map.insert("throttled_usec".into(), Dynamic::from(throttled as INT));
-        map.insert("pressure_avg10".into(), opt_float(cgroup.pressure("cpu")));
-        map.insert("cgroup".into(), Dynamic::from(cgroup.describe("cpu")));
-        let shown = match quota {
-            Some(q) => format!("quota {q} CPUs, throttled {nr_throttled} times"),
-            None => format!("no quota, throttled {nr_throttled} times"),
-        };
-        Ok((map, Outcome::Pass(shown)))
-    })
+fn cpu(host: &Host, ctx: &NativeCallContext) -> RhaiResult<Dynamic> {
+    let (quota, usage, nr_throttled, throttled, pressure, described) =
+        host.local(ctx, &CPU, "cpu()".into(), || {
+            let cgroup = Cgroup::open(&root()).map_err(HostError::Transport)?;
+            let (quota, usage, nr_throttled, throttled) =
+                cgroup.cpu().map_err(HostError::Transport)?;
+            let shown = match quota {
+                Some(q) => format!("quota {q} CPUs, throttled {nr_throttled} times"),
+                None => format!("no quota, throttled {nr_throttled} times"),
+            };
+            let facts = (
+                quota,
+                usage,
+                nr_throttled,
+                throttled,
+                cgroup.pressure("cpu"),
+                cgroup.describe("cpu"),
+            );
+            Ok((facts, Outcome::Pass(shown)))
+        })?;
+    let mut map = Map::new();
+    map.insert("quota_cpus".into(), opt_float(quota));
+    map.insert("usage_usec".into(), Dynamic::from(usage as INT));
+    map.insert("nr_throttled".into(), Dynamic::from(nr_throttled as INT));
+    map.insert("throttled_usec".into(), Dynamic::from(throttled as INT));
+    map.insert("pressure_avg10".into(), opt_float(pressure));
+    map.insert("cgroup".into(), Dynamic::from(described));
+    Ok(result_map(&CPU, map))
 }
 
 /// CPU used by this container over `sample_ms`, in percent of the CPUs it may use (its quota,
@@ -333,7 +425,8 @@ fn cpu_usage_pct(host: &Host, ctx: &NativeCallContext, sample_ms: INT) -> RhaiRe
     let what = format!("cpu_usage_pct({sample_ms})");
     host.call(
         ctx,
-        "cpu_usage_pct",
+        &CPU_USAGE_PCT,
+        &[],
         what,
         Some(sample + Duration::from_millis(50)),
         |budget| {
@@ -352,11 +445,17 @@ fn cpu_usage_pct(host: &Host, ctx: &NativeCallContext, sample_ms: INT) -> RhaiRe
     )
 }
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>) {
+fn register_memory(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn("memory", move |ctx: NativeCallContext| memory(&h, &ctx));
+}
+
+fn register_cpu(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn("cpu", move |ctx: NativeCallContext| cpu(&h, &ctx));
+}
+
+fn register_cpu_usage_pct(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn("cpu_usage_pct", move |ctx: NativeCallContext, ms: INT| {
         cpu_usage_pct(&h, &ctx, ms)

@@ -5,25 +5,75 @@ use std::{ffi::CString, rc::Rc, time::SystemTime};
 
 use rhai::{Dynamic, Engine, Map, NativeCallContext, FLOAT, INT};
 
-use super::{io_reason, FnDoc, Host, HostError, RhaiResult};
+use super::{
+    decl::{Fails, HostFn, Key, KeyStub, Stub, Time, Type},
+    io_reason, result_map, Host, HostError, RhaiResult,
+};
 use crate::trace::Outcome;
 
-pub const DOC_DISK_USAGE: FnDoc = FnDoc {
+pub const FUNCTIONS: &[HostFn] = &[DISK_USAGE, FILE_EXISTS, FILE_AGE];
+
+const fn key(name: &'static str, ty: Type, doc: &'static str) -> Key {
+    Key {
+        name,
+        ty,
+        doc,
+        stub: KeyStub::Unit,
+    }
+}
+
+pub const DISK_USAGE: HostFn = HostFn {
     name: "disk_usage",
     signatures: &["disk_usage(path: string) -> map"],
     summary: "the filesystem holding path: #{total, free, available, used_pct, inodes_free}",
+    options: &[],
+    keys: &[
+        key("total", Type::Int, "bytes"),
+        key("free", Type::Int, "bytes free, root's reserve included"),
+        key("available", Type::Int, "bytes a non-root writer can still use"),
+        key("used_pct", Type::Float, "used / (used + available), as `df` shows it"),
+        key("inodes_free", Type::Int, "free inodes"),
+    ],
+    fails: Fails::Throws,
+    time: Time::Local,
+    secrets: &[],
+    stub: Stub::Answer {
+        example: "{ used_pct = 40.0, inodes_free = 100000 }",
+        failing: "{ used_pct = 99.0, inodes_free = 0 }",
+    },
+    register: register_disk_usage,
 };
 
-pub const DOC_FILE_EXISTS: FnDoc = FnDoc {
+pub const FILE_EXISTS: HostFn = HostFn {
     name: "file_exists",
     signatures: &["file_exists(path: string) -> bool"],
     summary: "whether path exists (a file, a directory, anything)",
+    options: &[],
+    keys: &[],
+    fails: Fails::Throws,
+    time: Time::Local,
+    secrets: &[],
+    stub: Stub::Answer {
+        example: "true",
+        failing: "false",
+    },
+    register: register_file_exists,
 };
 
-pub const DOC_FILE_AGE: FnDoc = FnDoc {
+pub const FILE_AGE: HostFn = HostFn {
     name: "file_age",
     signatures: &["file_age(path: string) -> float"],
     summary: "seconds since path was last modified (a heartbeat file); throws when it is missing",
+    options: &[],
+    keys: &[],
+    fails: Fails::Throws,
+    time: Time::Local,
+    secrets: &[],
+    stub: Stub::Answer {
+        example: "5.0",
+        failing: "3600.0",
+    },
+    register: register_file_age,
 };
 
 fn non_empty(function: &str, ctx: &NativeCallContext, path: &str) -> RhaiResult<()> {
@@ -33,15 +83,16 @@ fn non_empty(function: &str, ctx: &NativeCallContext, path: &str) -> RhaiResult<
     Ok(())
 }
 
-fn disk_usage(host: &Host, ctx: &NativeCallContext, path: &str) -> RhaiResult<Map> {
+fn disk_usage(host: &Host, ctx: &NativeCallContext, path: &str) -> RhaiResult<Dynamic> {
     non_empty("disk_usage", ctx, path)?;
-    host.call(
+    let owned = path.to_string();
+    let (total, free, available, inodes_free, used_pct) = host.local(
         ctx,
-        "disk_usage",
+        &DISK_USAGE,
         format!("disk_usage({path})"),
-        None,
-        |_| {
-            let c_path = CString::new(path)
+        move || {
+            let path = owned;
+            let c_path = CString::new(path.as_str())
                 .map_err(|_| HostError::Fault(format!("{path:?} contains a NUL byte")))?;
             // SAFETY: statvfs writes into the struct we own; the path is a valid C string.
             let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -61,26 +112,28 @@ fn disk_usage(host: &Host, ctx: &NativeCallContext, path: &str) -> RhaiResult<Ma
             } else {
                 used as FLOAT / (used + available) as FLOAT * 100.0
             };
-            let mut map = Map::new();
-            map.insert("total".into(), Dynamic::from(total as INT));
-            map.insert("free".into(), Dynamic::from(free as INT));
-            map.insert("available".into(), Dynamic::from(available as INT));
-            map.insert("used_pct".into(), Dynamic::from_float(used_pct));
-            map.insert("inodes_free".into(), Dynamic::from(stat.f_ffree as INT));
-            Ok((map, Outcome::Pass(format!("{used_pct:.1}% used"))))
+            let facts = (total, free, available, stat.f_ffree as u64, used_pct);
+            Ok((facts, Outcome::Pass(format!("{used_pct:.1}% used"))))
         },
-    )
+    )?;
+    let mut map = Map::new();
+    map.insert("total".into(), Dynamic::from(total as INT));
+    map.insert("free".into(), Dynamic::from(free as INT));
+    map.insert("available".into(), Dynamic::from(available as INT));
+    map.insert("used_pct".into(), Dynamic::from_float(used_pct));
+    map.insert("inodes_free".into(), Dynamic::from(inodes_free as INT));
+    Ok(result_map(&DISK_USAGE, map))
 }
 
 fn file_exists(host: &Host, ctx: &NativeCallContext, path: &str) -> RhaiResult<bool> {
     non_empty("file_exists", ctx, path)?;
-    host.call(
+    let owned = path.to_string();
+    host.local(
         ctx,
-        "file_exists",
+        &FILE_EXISTS,
         format!("file_exists({path})"),
-        None,
-        |_| {
-            match std::fs::symlink_metadata(path) {
+        move || {
+            match std::fs::symlink_metadata(owned) {
                 Ok(_) => Ok((true, Outcome::Pass("true".into()))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     Ok((false, Outcome::Fail("false".into())))
@@ -94,8 +147,9 @@ fn file_exists(host: &Host, ctx: &NativeCallContext, path: &str) -> RhaiResult<b
 
 fn file_age(host: &Host, ctx: &NativeCallContext, path: &str) -> RhaiResult<FLOAT> {
     non_empty("file_age", ctx, path)?;
-    host.call(ctx, "file_age", format!("file_age({path})"), None, |_| {
-        let modified = std::fs::metadata(path)
+    let owned = path.to_string();
+    host.local(ctx, &FILE_AGE, format!("file_age({path})"), move || {
+        let modified = std::fs::metadata(owned)
             .and_then(|m| m.modified())
             .map_err(|e| HostError::Transport(io_reason(&e)))?;
         // A file from the future (clock skew) is 0 seconds old, not negative.
@@ -106,15 +160,21 @@ fn file_age(host: &Host, ctx: &NativeCallContext, path: &str) -> RhaiResult<FLOA
     })
 }
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>) {
+fn register_disk_usage(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn("disk_usage", move |ctx: NativeCallContext, path: &str| {
         disk_usage(&h, &ctx, path)
     });
+}
+
+fn register_file_exists(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn("file_exists", move |ctx: NativeCallContext, path: &str| {
         file_exists(&h, &ctx, path)
     });
+}
+
+fn register_file_age(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn("file_age", move |ctx: NativeCallContext, path: &str| {
         file_age(&h, &ctx, path)

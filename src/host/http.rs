@@ -18,34 +18,140 @@ use ureq::{
     },
 };
 
-use super::{options::Options, FnDoc, Host, HostError, RhaiResult};
+use super::{
+    decl::{Fails, HostFn, Key, KeyStub, Mask, Opt, OptType, Secret, Stub, Time, Type, TIMEOUT, TIMEOUT_MS},
+    options::Options,
+    result_map, values, Host, HostError, RhaiResult,
+};
 use crate::{redact, trace::Outcome};
 
-pub const DOC_HTTP_GET: FnDoc = FnDoc {
+pub const FUNCTIONS: &[HostFn] = &[HTTP_GET, JSON];
+
+/// kubelet's rule for an `httpGet` probe: a status from 200 to 399 is a success. The one
+/// definition: `http_get`'s `ok` and its stubs both read it.
+pub fn ok_status(status: i64) -> bool {
+    (200..400).contains(&status)
+}
+
+pub const HTTP_GET: HostFn = HostFn {
     name: "http_get",
     signatures: &[
         "http_get(url: string) -> map",
         "http_get(url: string, options: map) -> map",
     ],
     summary: "GET a URL: #{status, ok, body, headers, elapsed_ms, truncated, url}; transport failures throw",
+    options: &[
+        TIMEOUT,
+        TIMEOUT_MS,
+        Opt {
+            key: "headers",
+            ty: OptType::Map,
+            default: "none",
+            doc: "request headers, e.g. `#{ Authorization: \"Bearer \" + token }`; values of credential-like names are masked",
+        },
+        Opt {
+            key: "insecure",
+            ty: OptType::Bool,
+            default: "false",
+            doc: "skip TLS certificate verification",
+        },
+        Opt {
+            key: "ca_file",
+            ty: OptType::String,
+            default: "none",
+            doc: "a PEM file of the CAs to trust (a private CA, a self-signed certificate) instead of the bundled roots; unreadable or empty: a script fault",
+        },
+        Opt {
+            key: "max_body",
+            ty: OptType::Int,
+            default: "65536",
+            doc: "bytes of body to read (0 to 1048576); the rest is never read",
+        },
+        Opt {
+            key: "follow_redirects",
+            ty: OptType::Bool,
+            default: "true",
+            doc: "follow 301/302/303/307/308 on the same host, at most 10",
+        },
+    ],
+    keys: &[
+        Key {
+            name: "status",
+            ty: Type::Int,
+            doc: "the HTTP status",
+            stub: KeyStub::Value("200"),
+        },
+        Key {
+            name: "ok",
+            ty: Type::Bool,
+            doc: "`200 <= status < 400` (kubelet's rule for `httpGet` probes)",
+            stub: KeyStub::Derived("from `status`, as kubelet counts 200-399", stub_ok),
+        },
+        Key {
+            name: "body",
+            ty: Type::String,
+            doc: "at most `max_body` bytes of the body (invalid UTF-8 replaced with U+FFFD)",
+            stub: KeyStub::Value("\"\""),
+        },
+        Key {
+            name: "headers",
+            ty: Type::Map,
+            doc: "response headers, names lower-case, repeated headers joined with `\", \"`",
+            stub: KeyStub::Value("{}"),
+        },
+        Key {
+            name: "elapsed_ms",
+            ty: Type::Float,
+            doc: "time for the whole call, redirects included",
+            stub: KeyStub::Value("0.0"),
+        },
+        Key {
+            name: "truncated",
+            ty: Type::Bool,
+            doc: "the body was longer than `max_body` and was cut",
+            stub: KeyStub::Value("false"),
+        },
+        Key {
+            name: "url",
+            ty: Type::String,
+            doc: "the final URL, after redirects",
+            stub: KeyStub::Derived("the URL it was called with", stub_url),
+        },
+    ],
+    fails: Fails::Throws,
+    time: Time::Network,
+    secrets: &[Secret {
+        arg: 0,
+        mask: Mask::Url,
+    }],
+    stub: Stub::Answer {
+        example: "{ status = 200 }",
+        failing: "{ status = 503 }",
+    },
+    register,
 };
 
-pub const DOC_JSON: FnDoc = FnDoc {
+pub const JSON: HostFn = HostFn {
     name: "json",
     signatures: &["json(response: map) -> any", "json(text: string) -> any"],
-    summary: "parse a response body (resp.json()) or a string as JSON",
+    summary: "parse a response body (resp.json()) or a string as JSON; a missing key fails the check",
+    options: &[],
+    keys: &[],
+    fails: Fails::Throws,
+    time: Time::Pure,
+    secrets: &[],
+    stub: Stub::Real,
+    register: register_json,
 };
 
-/// The keys of an `http_get` response, for "did you mean" hints.
-pub const RESPONSE_KEYS: &[&str] = &[
-    "status",
-    "ok",
-    "body",
-    "headers",
-    "elapsed_ms",
-    "truncated",
-    "url",
-];
+fn stub_ok(stub: &Map, _: &[Dynamic]) -> Dynamic {
+    let status = stub.get("status").and_then(|s| s.as_int().ok()).unwrap_or(200);
+    ok_status(status).into()
+}
+
+fn stub_url(_: &Map, args: &[Dynamic]) -> Dynamic {
+    args.first().cloned().unwrap_or(Dynamic::UNIT)
+}
 
 /// Bodies are read up to this many bytes unless `max_body` says otherwise.
 pub const DEFAULT_MAX_BODY: i64 = 64 * 1024;
@@ -53,15 +159,6 @@ pub const DEFAULT_MAX_BODY: i64 = 64 * 1024;
 pub const MAX_MAX_BODY: i64 = 1024 * 1024;
 /// Redirect hops followed before giving up (kubelet and Go's client stop at 10).
 const MAX_REDIRECTS: usize = 10;
-const OPTIONS: &[&str] = &[
-    "timeout",
-    "timeout_ms",
-    "headers",
-    "insecure",
-    "max_body",
-    "follow_redirects",
-    "ca_file",
-];
 
 /// The agent every `http_get` of a run shares. Small buffers: a probe reads a status line, a few
 /// headers and a small body, and ureq's 128 KiB defaults cost start-up time for nothing. No idle
@@ -186,11 +283,11 @@ fn parse_options(options: &Options) -> Result<Request, HostError> {
 /// An HTTP status never throws. A transport failure (refused, DNS, TLS, timeout, too many
 /// redirects) throws an error naming the URL and the cause; a malformed URL or option is a
 /// script fault.
-fn http_get(host: &Host, ctx: &NativeCallContext, url: &str, options: Options) -> RhaiResult<Map> {
+fn http_get(host: &Host, ctx: &NativeCallContext, url: &str, options: Options) -> RhaiResult<Dynamic> {
     let shown = redact::mask_url(url);
     let request = parse_options(&options).map_err(|e| e.into_fault("http_get", ctx))?;
     let first = parse_url(url).map_err(|e| e.into_fault("http_get", ctx))?;
-    host.call(ctx, "http_get", format!("GET {shown}"), request.timeout, |budget| {
+    let map = host.call(ctx, &HTTP_GET, &[url], format!("GET {shown}"), request.timeout, |budget| {
         let mut uri = first;
         let started = Instant::now();
         let agent = host.http_agent();
@@ -263,7 +360,7 @@ fn http_get(host: &Host, ctx: &NativeCallContext, url: &str, options: Options) -
             let truncated = body.len() as u64 > request.max_body;
             body.truncate(request.max_body as usize);
             let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-            let ok = (200..400).contains(&status);
+            let ok = ok_status(status.into());
             let mut map = Map::new();
             map.insert("status".into(), (status as i64).into());
             map.insert("ok".into(), ok.into());
@@ -280,7 +377,8 @@ fn http_get(host: &Host, ctx: &NativeCallContext, url: &str, options: Options) -
             let outcome = if ok { Outcome::Pass(summary) } else { Outcome::Fail(summary) };
             return Ok((map, outcome));
         }
-    })
+    })?;
+    Ok(result_map(&HTTP_GET, map))
 }
 
 fn parse_url(url: &str) -> Result<Uri, HostError> {
@@ -382,16 +480,30 @@ fn io_reason(e: &std::io::Error) -> String {
 
 /// `json(resp)` / `resp.json()` → the body parsed as JSON; `json(text)` parses a string.
 /// Objects become maps, arrays arrays, `null` becomes `()`. Throws (check error) when the text is
-/// not JSON: a health endpoint answering HTML is a failed check, not a broken script.
-fn parse_json(text: &str) -> RhaiResult<Dynamic> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-        let start: String = text.chars().take(60).collect();
-        format!("body is not JSON ({e}); it starts with {start:?}")
+/// not JSON: a health endpoint answering HTML is a failed check, not a broken script. A key the
+/// JSON lacks is the peer's problem too (see `values`).
+fn json_of_response(host: &Host, ctx: &NativeCallContext, response: Map) -> RhaiResult<Dynamic> {
+    let Some(body) = response.get("body") else {
+        return Err(super::fault(
+            "json(map): the map has no 'body'; call it on an http_get response: resp.json()"
+                .into(),
+            ctx.call_position(),
+        ));
+    };
+    let body = body.clone().into_immutable_string().map_err(|t| {
+        super::fault(
+            format!("json(map): 'body' must be a string, got {t}"),
+            ctx.call_position(),
+        )
     })?;
-    rhai::serde::to_dynamic(value)
+    let origin = match response.get("url").and_then(|u| u.read_lock::<rhai::ImmutableString>().map(|u| u.to_string())) {
+        Some(url) => format!("GET {}", redact::mask_url(&url)),
+        None => "the response".to_string(),
+    };
+    values::parse_json(host, origin, &body)
 }
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>) {
+fn register(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn("http_get", move |ctx: NativeCallContext, url: &str| {
         http_get(&h, &ctx, url, Options::none())
@@ -401,37 +513,34 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>) {
         "http_get",
         move |ctx: NativeCallContext, url: &str, options: Map| {
             let options =
-                Options::new(&options, OPTIONS).map_err(|e| e.into_fault("http_get", &ctx))?;
+                Options::new(&options, &HTTP_GET).map_err(|e| e.into_fault("http_get", &ctx))?;
             http_get(&h, &ctx, url, options)
         },
     );
-    register_pure(engine);
 }
 
 /// `json()`: pure, so `rhai-probe test` keeps the real one.
-pub fn register_pure(engine: &mut Engine) {
-    engine.register_fn("json", |ctx: NativeCallContext, response: Map| {
-        let Some(body) = response.get("body") else {
-            return Err(super::fault(
-                "json(map): the map has no 'body'; call it on an http_get response: resp.json()"
-                    .into(),
-                ctx.call_position(),
-            ));
-        };
-        let body = body.clone().into_immutable_string().map_err(|t| {
-            super::fault(
-                format!("json(map): 'body' must be a string, got {t}"),
-                ctx.call_position(),
-            )
-        })?;
-        parse_json(&body)
+fn register_json(engine: &mut Engine, host: &Rc<Host>) {
+    let h = host.clone();
+    engine.register_fn("json", move |ctx: NativeCallContext, response: Map| {
+        json_of_response(&h, &ctx, response)
     });
-    engine.register_fn("json", |text: &str| parse_json(text));
+    let h = host.clone();
+    engine.register_fn("json", move |text: &str| {
+        values::parse_json(&h, "json(text)".into(), text)
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ok_is_200_to_399() {
+        for (status, ok) in [(199, false), (200, true), (399, true), (400, false), (404, false)] {
+            assert_eq!(ok_status(status), ok, "{status}");
+        }
+    }
 
     fn u(s: &str) -> Uri {
         s.parse().unwrap()

@@ -10,22 +10,47 @@ use std::{
 
 use rhai::{Dynamic, Engine, NativeCallContext};
 
-use super::{FnDoc, Host, HostError, RhaiResult};
+use super::{
+    decl::{Fails, HostFn, Stub, Time},
+    Host, HostError, RhaiResult,
+};
 use crate::{redact, trace::Outcome};
 
-pub const DOC_ENV: FnDoc = FnDoc {
+pub const FUNCTIONS: &[HostFn] = &[ENV, READ_FILE];
+
+pub const ENV: HostFn = HostFn {
     name: "env",
     signatures: &[
         "env(name: string) -> string",
         "env(name: string, default: any) -> any",
     ],
     summary: "an environment variable of the probe (a script fault when unset and no default)",
+    options: &[],
+    keys: &[],
+    fails: Fails::Never,
+    time: Time::Pure,
+    secrets: &[],
+    stub: Stub::Answer {
+        example: "\"value\"",
+        failing: "\"\"",
+    },
+    register: register_env,
 };
 
-pub const DOC_READ_FILE: FnDoc = FnDoc {
+pub const READ_FILE: HostFn = HostFn {
     name: "read_file",
     signatures: &["read_file(path: string) -> string"],
     summary: "a small text file (≤ 64 KiB, one trailing newline dropped), e.g. a mounted Secret",
+    options: &[],
+    keys: &[],
+    fails: Fails::Throws,
+    time: Time::Local,
+    secrets: &[],
+    stub: Stub::Answer {
+        example: "\"postgres://app:secret@db:5432/app\"",
+        failing: "\"\"",
+    },
+    register: register_read_file,
 };
 
 /// The most `read_file` reads: enough for any DSN, token or small config, never a log file.
@@ -56,7 +81,8 @@ fn env(
     }
     host.call(
         ctx,
-        "env",
+        &ENV,
+        &[],
         format!("${name}"),
         None,
         |_| match std::env::var(name) {
@@ -82,7 +108,9 @@ fn read_file(host: &Host, ctx: &NativeCallContext, path: &str) -> RhaiResult<Str
     if path.is_empty() {
         return Err(HostError::Fault("path is empty".into()).into_fault("read_file", ctx));
     }
-    host.call(ctx, "read_file", format!("read_file({path})"), None, |_| {
+    let path = path.to_string();
+    host.local(ctx, &READ_FILE, format!("read_file({path})"), move || {
+        let path = path.as_str();
         // O_NONBLOCK: opening a FIFO with no writer would otherwise block past the deadline
         // (only run's watchdog could end it; serve has none). Regular files ignore the flag.
         let file = std::fs::OpenOptions::new()
@@ -132,7 +160,7 @@ fn read_file(host: &Host, ctx: &NativeCallContext, path: &str) -> RhaiResult<Str
     })
 }
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>) {
+fn register_env(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn("env", move |ctx: NativeCallContext, name: &str| {
         env(&h, &ctx, name, None)
@@ -144,6 +172,9 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>) {
             env(&h, &ctx, name, Some(default))
         },
     );
+}
+
+fn register_read_file(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn("read_file", move |ctx: NativeCallContext, path: &str| {
         read_file(&h, &ctx, path)

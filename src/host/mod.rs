@@ -6,21 +6,25 @@
 //! - a bad argument is the script's fault: an uncatchable `ErrorSystem` carrying a [`Fault`] → exit 3;
 //! - running out of time is `ErrorTerminated`, uncatchable like the `on_progress` stop → exit 4.
 
-pub mod checks;
-pub mod container;
-pub mod files;
-pub mod http;
-pub mod inputs;
+/// The files that declare host functions, in the order `functions` and the docs list them.
+/// Each has `pub const FUNCTIONS: &[HostFn]`; a new one is one name here.
+macro_rules! host_modules {
+    ($($module:ident),* $(,)?) => {
+        $(pub mod $module;)*
+        const MODULES: &[&[HostFn]] = &[$($module::FUNCTIONS),*];
+    };
+}
+
+host_modules!(system, container, files, process, http, tcp, sql, redis, inputs, checks);
+
+pub mod decl;
+pub mod local;
 pub mod options;
-pub mod process;
-pub mod redis;
-pub mod sql;
-pub mod system;
-pub mod tcp;
 pub mod tls;
+pub mod values;
 
 use std::{
-    cell::{Cell, OnceCell},
+    cell::{Cell, OnceCell, RefCell},
     fmt,
     rc::Rc,
     time::Instant,
@@ -28,10 +32,24 @@ use std::{
 
 use rhai::{Dynamic, Engine, EvalAltResult, NativeCallContext, Position};
 
+pub use decl::HostFn;
+use decl::{Mask, Time};
+
 use crate::{
     deadline::Deadline,
+    redact,
     trace::{Outcome, Pos, Trace},
 };
+
+/// Every host function, in the order of [`MODULES`].
+pub fn functions() -> impl Iterator<Item = &'static HostFn> {
+    MODULES.iter().flat_map(|m| m.iter())
+}
+
+/// The declaration of the function named `name`.
+pub fn find(name: &str) -> Option<&'static HostFn> {
+    functions().find(|f| f.name == name)
+}
 
 pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -50,6 +68,10 @@ pub struct Host {
     http_agent: OnceCell<ureq::Agent>,
     /// `rhai-probe test`: the case whose stubs replace every function that reads the world.
     pub stubs: Option<Rc<crate::testing::Stubs>>,
+    /// Where the JSON values of this evaluation came from (see `values`).
+    pub json: RefCell<values::Sources>,
+    /// `serve`: calls of [`Time::Local`] run on a helper thread the deadline can abandon.
+    pub local: Option<local::Helper>,
 }
 
 impl Host {
@@ -62,6 +84,8 @@ impl Host {
             vars,
             http_agent: OnceCell::new(),
             stubs: None,
+            json: RefCell::default(),
+            local: None,
         })
     }
 
@@ -75,28 +99,74 @@ impl Host {
     pub fn restart(&self, deadline: Deadline) -> crate::trace::Inner {
         self.deadline.set(deadline);
         self.printed.set(0);
+        self.json.borrow_mut().clear();
         self.trace.take()
     }
 
     /// Run one host call under the deadline and record it in the trace.
     ///
-    /// `f` gets the time it may take (its own timeout clamped to the time left) and returns the
-    /// value with the outcome to record, or a [`HostError`].
+    /// `secrets` are the values of the arguments `f` declares secret, in its order: they are
+    /// masked (and so remembered by `redact`) before `what` is recorded, so no credential
+    /// reaches the trace whatever `what` says. `body` gets the time it may take (its own timeout
+    /// clamped to the time left) and returns the value with the outcome to record, or a
+    /// [`HostError`].
     pub fn call<T>(
         &self,
         ctx: &NativeCallContext,
-        function: &'static str,
+        f: &'static HostFn,
+        secrets: &[&str],
         what: String,
         own_timeout: Option<std::time::Duration>,
-        f: impl FnOnce(std::time::Duration) -> Result<(T, Outcome), HostError>,
+        body: impl FnOnce(std::time::Duration) -> Result<(T, Outcome), HostError>,
     ) -> RhaiResult<T> {
+        debug_assert!(f.time != Time::Local, "{}: use Host::local", f.name);
+        let what = mask(f, secrets, what);
         let position = ctx.call_position();
         let Some(budget) = self.deadline().clamp(own_timeout) else {
             return Err(deadline_error(format!("before {what}"), position));
         };
-        let index = self.trace.begin(function, what.clone(), position.into());
+        let index = self.trace.begin(f.name, what.clone(), position.into());
         let started = Instant::now();
-        let result = f(budget);
+        let result = body(budget);
+        self.finish(f, index, &what, position, started, result)
+    }
+
+    /// A [`Time::Local`] call: as [`Host::call`], but `body` may block in the kernel (a hung
+    /// mount) without a timeout of its own. Under `serve` it runs on the helper thread and is
+    /// abandoned when the deadline passes; elsewhere it runs here, under `run`'s watchdog.
+    pub fn local<T: Send + 'static>(
+        &self,
+        ctx: &NativeCallContext,
+        f: &'static HostFn,
+        what: String,
+        body: impl FnOnce() -> Result<(T, Outcome), HostError> + Send + 'static,
+    ) -> RhaiResult<T> {
+        debug_assert!(f.time == Time::Local, "{}: use Host::call", f.name);
+        let what = mask(f, &[], what);
+        let position = ctx.call_position();
+        let Some(budget) = self.deadline().clamp(None) else {
+            return Err(deadline_error(format!("before {what}"), position));
+        };
+        let index = self.trace.begin(f.name, what.clone(), position.into());
+        let started = Instant::now();
+        let result = match &self.local {
+            Some(helper) => helper.run(budget, body),
+            None => Some(body()),
+        };
+        // `None`: the helper did not answer before the deadline; it is left behind.
+        let result = result.unwrap_or(Err(HostError::Transport("deadline passed".into())));
+        self.finish(f, index, &what, position, started, result)
+    }
+
+    fn finish<T>(
+        &self,
+        f: &'static HostFn,
+        index: usize,
+        what: &str,
+        position: Position,
+        started: Instant,
+        result: Result<(T, Outcome), HostError>,
+    ) -> RhaiResult<T> {
         let elapsed = started.elapsed();
         // A call that did not succeed once the deadline has passed was cut short by it: say so,
         // rather than blaming the peer for a timeout the deadline imposed.
@@ -105,7 +175,7 @@ impl Host {
         if cut_short {
             self.trace.finish(
                 index,
-                Outcome::Error("deadline passed".into()),
+                Outcome::Error(DEADLINE_PASSED.into()),
                 elapsed,
                 &self.source,
             );
@@ -135,7 +205,7 @@ impl Host {
                     elapsed,
                     &self.source,
                 );
-                Err(fault(format!("{function}: {message}"), position))
+                Err(fault(format!("{}: {message}", f.name), position))
             }
         }
     }
@@ -143,6 +213,27 @@ impl Host {
     pub fn http_agent(&self) -> &ureq::Agent {
         self.http_agent.get_or_init(http::build_agent)
     }
+}
+
+/// How the trace shows a call the deadline stopped.
+pub const DEADLINE_PASSED: &str = "deadline passed";
+
+/// `what` with the declared secrets of `f` masked: each is masked as its kind says (which
+/// remembers it), then anything remembered is scrubbed from `what`.
+fn mask(f: &HostFn, secrets: &[&str], what: String) -> String {
+    debug_assert_eq!(
+        secrets.len(),
+        f.secrets.len(),
+        "{}: pass the value of every declared secret",
+        f.name
+    );
+    for (value, secret) in secrets.iter().zip(f.secrets) {
+        match secret.mask {
+            Mask::Url => drop(redact::mask_url(value)),
+            Mask::Dsn => drop(sql::dsn::mask(value)),
+        }
+    }
+    redact::scrub(&what).into_owned()
 }
 
 /// Why a host call failed.
@@ -191,53 +282,11 @@ pub fn deadline_error(during: String, position: Position) -> Box<EvalAltResult> 
     EvalAltResult::ErrorTerminated(Dynamic::from(during), position).into()
 }
 
-/// The parameters of a documented signature: `http_get(url: string, options: map) -> map` →
-/// `["url: string", "options: map"]`. The lint, the test stubs and the reference test all
-/// count arguments through this one reading of `FnDoc::signatures`.
-pub fn params(signature: &str) -> Vec<&str> {
-    signature
-        .split_once('(')
-        .and_then(|(_, rest)| rest.split_once(')'))
-        .map_or("", |(inside, _)| inside)
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect()
+/// A map result of `f`, tagged so that a missing key reads as a typo on a known shape
+/// (`values::missing_key`) rather than as data.
+pub fn result_map(f: &'static HostFn, map: rhai::Map) -> Dynamic {
+    values::tagged_result(f, map)
 }
-
-/// One line of the function reference: used by error hints ("http_get takes …").
-pub struct FnDoc {
-    pub name: &'static str,
-    pub signatures: &'static [&'static str],
-    pub summary: &'static str,
-}
-
-/// Every host function, for hints in diagnostics. Keep in step with each `register`; a test in
-/// `engine.rs` checks that every name here is callable.
-pub const FUNCTIONS: &[FnDoc] = &[
-    system::DOC_LOAD_AVG,
-    system::DOC_CPU_COUNT,
-    container::DOC_MEMORY,
-    container::DOC_CPU,
-    container::DOC_CPU_USAGE_PCT,
-    files::DOC_DISK_USAGE,
-    files::DOC_FILE_EXISTS,
-    files::DOC_FILE_AGE,
-    process::DOC_PROCESS_RUNNING,
-    process::DOC_PROCESS_COUNT,
-    http::DOC_HTTP_GET,
-    http::DOC_JSON,
-    tcp::DOC_TCP_OPEN,
-    tcp::DOC_DNS_RESOLVE,
-    sql::DOC_SQL_PING,
-    sql::DOC_SQL_SCALAR,
-    redis::DOC_REDIS_PING,
-    inputs::DOC_ENV,
-    inputs::DOC_READ_FILE,
-    checks::DOC_CHECK,
-    checks::DOC_VAR_OR,
-    checks::DOC_SLEEP,
-];
 
 /// The function reference as `rhai-probe functions` prints it.
 pub fn reference(format: crate::cli::ListFormat) -> String {
@@ -245,44 +294,43 @@ pub fn reference(format: crate::cli::ListFormat) -> String {
     let mut out = String::new();
     match format {
         ListFormat::Text => {
-            for doc in FUNCTIONS {
-                for signature in doc.signatures {
+            for f in functions() {
+                for signature in f.signatures {
                     out.push_str(signature);
                     out.push('\n');
                 }
                 out.push_str("    ");
-                out.push_str(doc.summary);
-                out.push_str("\n\n");
+                out.push_str(f.summary);
+                out.push('\n');
+                if !f.options.is_empty() {
+                    out.push_str("    options: ");
+                    out.push_str(&f.option_keys().join(", "));
+                    out.push('\n');
+                }
+                out.push('\n');
             }
             out.push_str("Details and examples: docs/functions.md\n");
         }
+        ListFormat::Stubs => out = crate::testing::stub_table(),
         ListFormat::Json => {
-            let list: Vec<serde_json::Value> = FUNCTIONS
-                .iter()
-                .map(|doc| {
-                    serde_json::json!({
-                        "name": doc.name,
-                        "signatures": doc.signatures,
-                        "summary": doc.summary,
-                    })
-                })
-                .collect();
+            let list: Vec<serde_json::Value> = functions().map(describe).collect();
             out = serde_json::to_string_pretty(&list).unwrap_or_default();
             out.push('\n');
         }
         ListFormat::Markdown => {
-            out.push_str("| function | signatures | what it does |\n|---|---|---|\n");
-            for doc in FUNCTIONS {
-                let signatures: Vec<String> = doc
+            out.push_str("| function | signatures | what it does | fails |\n|---|---|---|---|\n");
+            for f in functions() {
+                let signatures: Vec<String> = f
                     .signatures
                     .iter()
                     .map(|s| format!("`{}`", s.replace('|', "\\|")))
                     .collect();
                 out.push_str(&format!(
-                    "| [{name}](#{name}) | {} | {} |\n",
+                    "| [{name}](#{name}) | {} | {} | {} |\n",
                     signatures.join("<br>"),
-                    doc.summary.replace('|', "\\|"),
-                    name = doc.name,
+                    f.summary.replace('|', "\\|"),
+                    f.fails.describe(),
+                    name = f.name,
                 ));
             }
         }
@@ -290,22 +338,90 @@ pub fn reference(format: crate::cli::ListFormat) -> String {
     out
 }
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>) {
-    checks::register(engine, host);
-    if let Some(stubs) = &host.stubs {
-        http::register_pure(engine);
-        crate::testing::register_stubs(engine, host, stubs);
-        return;
+/// The tables of a function's section in docs/functions.md, between these markers: the keys of
+/// its map result and its options, from its declaration.
+pub fn doc_tables(f: &HostFn) -> Option<String> {
+    if f.keys.is_empty() && f.options.is_empty() {
+        return None;
     }
-    system::register(engine, host);
-    container::register(engine, host);
-    files::register(engine, host);
-    process::register(engine, host);
-    redis::register(engine, host);
-    http::register(engine, host);
-    tcp::register(engine, host);
-    sql::register(engine, host);
-    inputs::register(engine, host);
+    let cell = |text: &str| text.replace('|', "\\|");
+    let mut out = format!(
+        "<!-- generated from the declaration of {}; a test keeps it in step -->\n",
+        f.name
+    );
+    if !f.keys.is_empty() {
+        out.push_str("| key | type | meaning |\n|---|---|---|\n");
+        for k in f.keys {
+            out.push_str(&format!(
+                "| `{}` | {} | {} |\n",
+                k.name,
+                k.ty.word(),
+                cell(k.doc)
+            ));
+        }
+    }
+    if !f.options.is_empty() {
+        if !f.keys.is_empty() {
+            out.push('\n');
+        }
+        out.push_str("| option | type | default | meaning |\n|---|---|---|---|\n");
+        for o in f.options {
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                o.key,
+                cell(o.ty.described()),
+                if o.default.is_empty() { "" } else { o.default },
+                cell(o.doc)
+            ));
+        }
+    }
+    out.push_str(&format!("<!-- end of {} -->\n", f.name));
+    Some(out)
+}
+
+/// One function as `functions --format json` shows it: everything its declaration says.
+fn describe(f: &'static HostFn) -> serde_json::Value {
+    use decl::Stub;
+    serde_json::json!({
+        "name": f.name,
+        "signatures": f.signatures,
+        "summary": f.summary,
+        "options": f.options.iter().map(|o| serde_json::json!({
+            "key": o.key,
+            "type": o.ty.described(),
+            "default": o.default,
+            "doc": o.doc,
+        })).collect::<Vec<_>>(),
+        "keys": f.keys.iter().map(|k| serde_json::json!({
+            "key": k.name,
+            "type": k.ty.word(),
+            "doc": k.doc,
+            "stub_default": k.stub.describe(),
+        })).collect::<Vec<_>>(),
+        "fails": format!("{:?}", f.fails).to_lowercase(),
+        "time": format!("{:?}", f.time).to_lowercase(),
+        "secret_args": f.secrets.iter().map(|s| s.arg).collect::<Vec<_>>(),
+        "stub": match f.stub {
+            Stub::Real => serde_json::json!("real"),
+            Stub::Instant => serde_json::json!("instant"),
+            Stub::Answer { example, failing } => serde_json::json!({"example": example, "failing": failing}),
+        },
+    })
+}
+
+/// Every function into the engine: the real ones, or under `rhai-probe test` the case's stubs
+/// for those that read the world.
+pub fn register(engine: &mut Engine, host: &Rc<Host>) {
+    values::install(engine, host);
+    for f in functions() {
+        match (&host.stubs, &f.stub) {
+            (Some(stubs), decl::Stub::Answer { .. }) => {
+                crate::testing::register_stub(engine, host, stubs, f)
+            }
+            (Some(_), decl::Stub::Instant) => crate::testing::register_instant(engine, f),
+            _ => (f.register)(engine, host),
+        }
+    }
 }
 
 /// A short reason for a failed I/O operation (connect, read, open): `connection refused`, not
@@ -331,33 +447,4 @@ pub fn pos(ctx: &NativeCallContext) -> Pos {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::FUNCTIONS;
-
-    #[test]
-    fn the_table_in_the_reference_is_what_functions_prints() {
-        let reference = include_str!("../../docs/functions.md");
-        let table = super::reference(crate::cli::ListFormat::Markdown);
-        assert!(
-            reference.contains(&format!("-->\n{table}<!-- end of generated table -->")),
-            "docs/functions.md's table differs; paste the output of \
-             `rhai-probe functions --format markdown`:\n{table}"
-        );
-    }
-
-    #[test]
-    fn every_function_is_in_the_reference() {
-        let reference = include_str!("../../docs/functions.md");
-        for doc in FUNCTIONS {
-            assert!(
-                reference.contains(&format!("## {}\n", doc.name)),
-                "docs/functions.md has no section for {}",
-                doc.name
-            );
-            for signature in doc.signatures {
-                let plain = signature.split(" -> ").next().unwrap();
-                assert!(reference.contains(plain), "docs/functions.md lacks {plain}");
-            }
-        }
-    }
-}
+mod tests;

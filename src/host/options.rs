@@ -1,11 +1,12 @@
 //! The `options` map that host functions take as their last argument: unknown keys and wrong
-//! types are the script's fault, reported with the key and what it accepts.
+//! types are the script's fault, reported with the key and what it accepts. The keys and their
+//! types are the function's declaration (`decl::Opt`), which the lint reads too.
 
 use std::time::Duration;
 
 use rhai::{Dynamic, Map};
 
-use super::HostError;
+use super::{decl::OptType, HostError, HostFn};
 use crate::{cli::Timeout, diagnostic::closest};
 
 pub struct Options<'a> {
@@ -17,18 +18,14 @@ impl<'a> Options<'a> {
         Options { map: None }
     }
 
-    /// Accepts `map` if every key is one of `known`.
-    pub fn new(map: &'a Map, known: &[&str]) -> Result<Self, HostError> {
-        for key in map.keys() {
-            if !known.contains(&key.as_str()) {
-                let hint = match closest(key, known.iter().copied()) {
-                    Some(near) => format!("did you mean '{near}'? "),
-                    None => String::new(),
-                };
-                return Err(HostError::Fault(format!(
-                    "unknown option '{key}'; {hint}known options: {}",
-                    known.join(", ")
-                )));
+    /// Accepts `map` if every key is one of the options `f` declares, with a value of its type.
+    pub fn new(map: &'a Map, f: &'static HostFn) -> Result<Self, HostError> {
+        for (key, value) in map {
+            let Some(opt) = f.option(key) else {
+                return Err(HostError::Fault(unknown(key, &f.option_keys())));
+            };
+            if !value.is_unit() && !fits(opt.ty, value) {
+                return Err(Self::wrong(key, opt.ty.described(), value));
             }
         }
         Ok(Options { map: Some(map) })
@@ -110,5 +107,28 @@ impl<'a> Options<'a> {
         text.parse::<Timeout>()
             .map(|t| Some(t.0))
             .map_err(|e| HostError::Fault(format!("option 'timeout': {e}")))
+    }
+}
+
+/// `unknown option 'timout'; did you mean 'timeout'? known options: …`: the lint says the same.
+pub fn unknown(key: &str, known: &[&str]) -> String {
+    let hint = match closest(key, known.iter().copied()) {
+        Some(near) => format!("did you mean '{near}'? "),
+        None => String::new(),
+    };
+    format!(
+        "unknown option '{key}'; {hint}known options: {}",
+        known.join(", ")
+    )
+}
+
+/// Whether `value` is of an option type (the getters then read it without failing).
+fn fits(ty: OptType, value: &Dynamic) -> bool {
+    match ty {
+        OptType::Bool => value.is_bool(),
+        OptType::Int => value.is_int(),
+        OptType::String => value.is_string(),
+        OptType::Map => value.is_map(),
+        OptType::Duration => value.is_string() || value.is_int() || value.is_float(),
     }
 }

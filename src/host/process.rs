@@ -7,21 +7,45 @@
 
 use std::{path::Path, rc::Rc};
 
-use rhai::{Engine, Map, NativeCallContext, INT};
+use rhai::{Dynamic, Engine, Map, NativeCallContext, INT};
 
-use super::{container::root, options::Options, FnDoc, Host, HostError, RhaiResult};
+use super::{
+    container::root,
+    decl::{Fails, HostFn, Opt, OptType, Stub, Time},
+    options::Options,
+    Host, HostError, RhaiResult,
+};
 use crate::trace::Outcome;
 
-pub const DOC_PROCESS_RUNNING: FnDoc = FnDoc {
+pub const FUNCTIONS: &[HostFn] = &[PROCESS_RUNNING, PROCESS_COUNT];
+
+const FULL: Opt = Opt {
+    key: "full",
+    ty: OptType::Bool,
+    default: "false",
+    doc: "match a substring of the command line (as `pgrep -f`) instead of the executable name",
+};
+
+pub const PROCESS_RUNNING: HostFn = HostFn {
     name: "process_running",
     signatures: &[
         "process_running(name: string) -> bool",
         "process_running(name: string, options: map) -> bool",
     ],
     summary: "whether a process with this executable name (or, with #{full: true}, command-line text) runs",
+    options: &[FULL],
+    keys: &[],
+    fails: Fails::Never,
+    time: Time::Local,
+    secrets: &[],
+    stub: Stub::Answer {
+        example: "true",
+        failing: "false",
+    },
+    register: register_running,
 };
 
-pub const DOC_PROCESS_COUNT: FnDoc = FnDoc {
+pub const PROCESS_COUNT: HostFn = HostFn {
     name: "process_count",
     signatures: &[
         "process_count(name: string) -> int",
@@ -29,6 +53,16 @@ pub const DOC_PROCESS_COUNT: FnDoc = FnDoc {
     ],
     summary:
         "how many processes have this executable name (or, with #{full: true}, command-line text)",
+    options: &[FULL],
+    keys: &[],
+    fails: Fails::Never,
+    time: Time::Local,
+    secrets: &[],
+    stub: Stub::Answer {
+        example: "2",
+        failing: "0",
+    },
+    register: register_count,
 };
 
 /// The kernel keeps only this much of a process name in `comm`.
@@ -101,10 +135,11 @@ fn truncate(name: &str) -> &str {
 fn matching(
     host: &Host,
     ctx: &NativeCallContext,
-    function: &'static str,
+    f: &'static HostFn,
     name: &str,
     options: Options,
 ) -> RhaiResult<usize> {
+    let function = f.name;
     if name.is_empty() {
         return Err(HostError::Fault("the name is empty".into()).into_fault(function, ctx));
     }
@@ -117,8 +152,9 @@ fn matching(
     } else {
         format!("{function}({name:?})")
     };
-    host.call(ctx, function, what, None, |_| {
-        let n = count(&root().join("proc"), name, full);
+    let name = name.to_string();
+    host.local(ctx, f, what, move || {
+        let n = count(&root().join("proc"), &name, full);
         let outcome = if n == 0 {
             Outcome::Fail("none".into())
         } else {
@@ -128,30 +164,30 @@ fn matching(
     })
 }
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>) {
-    for (function, counting) in [("process_running", false), ("process_count", true)] {
-        let h = host.clone();
-        engine.register_fn(function, move |ctx: NativeCallContext, name: &str| {
-            let n = matching(&h, &ctx, function, name, Options::none())?;
-            Ok::<_, Box<rhai::EvalAltResult>>(if counting {
-                rhai::Dynamic::from(n as INT)
-            } else {
-                rhai::Dynamic::from(n > 0)
-            })
-        });
-        let h = host.clone();
-        engine.register_fn(
-            function,
-            move |ctx: NativeCallContext, name: &str, options: Map| {
-                let options =
-                    Options::new(&options, &["full"]).map_err(|e| e.into_fault(function, &ctx))?;
-                let n = matching(&h, &ctx, function, name, options)?;
-                Ok::<_, Box<rhai::EvalAltResult>>(if counting {
-                    rhai::Dynamic::from(n as INT)
-                } else {
-                    rhai::Dynamic::from(n > 0)
-                })
-            },
-        );
-    }
+fn register_running(engine: &mut Engine, host: &Rc<Host>) {
+    register_matching(engine, host, &PROCESS_RUNNING, |n| Dynamic::from(n > 0));
+}
+
+fn register_count(engine: &mut Engine, host: &Rc<Host>) {
+    register_matching(engine, host, &PROCESS_COUNT, |n| Dynamic::from(n as INT));
+}
+
+fn register_matching(
+    engine: &mut Engine,
+    host: &Rc<Host>,
+    f: &'static HostFn,
+    answer: fn(usize) -> Dynamic,
+) {
+    let h = host.clone();
+    engine.register_fn(f.name, move |ctx: NativeCallContext, name: &str| {
+        matching(&h, &ctx, f, name, Options::none()).map(answer)
+    });
+    let h = host.clone();
+    engine.register_fn(
+        f.name,
+        move |ctx: NativeCallContext, name: &str, options: Map| {
+            let options = Options::new(&options, f).map_err(|e| e.into_fault(f.name, &ctx))?;
+            matching(&h, &ctx, f, name, options).map(answer)
+        },
+    );
 }

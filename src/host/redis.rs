@@ -13,10 +13,18 @@ use std::{
 
 use rhai::{Engine, Map, NativeCallContext};
 
-use super::{io_reason, options::Options, tcp::resolve, tls, FnDoc, Host, HostError, RhaiResult};
+use super::{
+    decl::{Fails, HostFn, Mask, Opt, OptType, Secret, Stub, Time, TIMEOUT, TIMEOUT_MS},
+    io_reason,
+    options::Options,
+    tcp::resolve,
+    tls, Host, HostError, RhaiResult,
+};
 use crate::{redact, trace::Outcome};
 
-pub const DOC_REDIS_PING: FnDoc = FnDoc {
+pub const FUNCTIONS: &[HostFn] = &[REDIS_PING];
+
+pub const REDIS_PING: HostFn = HostFn {
     name: "redis_ping",
     signatures: &[
         "redis_ping(url: string) -> bool",
@@ -24,9 +32,29 @@ pub const DOC_REDIS_PING: FnDoc = FnDoc {
     ],
     summary:
         "true when Redis accepts the login (AUTH) and answers PING with PONG; false with the reason",
+    options: &[
+        TIMEOUT,
+        TIMEOUT_MS,
+        Opt {
+            key: "insecure",
+            ty: OptType::Bool,
+            default: "false",
+            doc: "`rediss://`: skip certificate verification",
+        },
+    ],
+    keys: &[],
+    fails: Fails::False,
+    time: Time::Network,
+    secrets: &[Secret {
+        arg: 0,
+        mask: Mask::Url,
+    }],
+    stub: Stub::Answer {
+        example: "true",
+        failing: "false",
+    },
+    register,
 };
-
-const OPTIONS: &[&str] = &["timeout", "timeout_ms", "insecure"];
 
 /// What a `redis://` or `rediss://` URL says.
 #[derive(Debug, PartialEq)]
@@ -197,7 +225,8 @@ fn redis_ping(
         .unwrap_or(false);
     host.call(
         ctx,
-        "redis_ping",
+        &REDIS_PING,
+        &[url],
         format!("redis_ping({shown})"),
         timeout,
         |budget| {
@@ -254,7 +283,7 @@ fn redis_ping(
     )
 }
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>) {
+fn register(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn("redis_ping", move |ctx: NativeCallContext, url: &str| {
         redis_ping(&h, &ctx, url, Options::none())
@@ -264,7 +293,7 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>) {
         "redis_ping",
         move |ctx: NativeCallContext, url: &str, options: Map| {
             let options =
-                Options::new(&options, OPTIONS).map_err(|e| e.into_fault("redis_ping", &ctx))?;
+                Options::new(&options, &REDIS_PING).map_err(|e| e.into_fault("redis_ping", &ctx))?;
             redis_ping(&h, &ctx, url, options)
         },
     );

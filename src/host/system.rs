@@ -8,19 +8,44 @@ use std::rc::Rc;
 
 use rhai::{Engine, NativeCallContext, INT};
 
-use super::{FnDoc, Host, HostError, RhaiResult};
+use super::{
+    decl::{Fails, HostFn, Stub, Time},
+    Host, HostError, RhaiResult,
+};
 use crate::trace::Outcome;
 
-pub const DOC_LOAD_AVG: FnDoc = FnDoc {
+pub const FUNCTIONS: &[HostFn] = &[LOAD_AVG, CPU_COUNT];
+
+pub const LOAD_AVG: HostFn = HostFn {
     name: "load_avg",
     signatures: &["load_avg() -> float", "load_avg(minutes: int) -> float"],
     summary: "system load average over 1 (default), 5 or 15 minutes; inside a pod this is the node's load",
+    options: &[],
+    keys: &[],
+    fails: Fails::Throws,
+    time: Time::Local,
+    secrets: &[],
+    stub: Stub::Answer {
+        example: "0.5",
+        failing: "7.9",
+    },
+    register: register_load_avg,
 };
 
-pub const DOC_CPU_COUNT: FnDoc = FnDoc {
+pub const CPU_COUNT: HostFn = HostFn {
     name: "cpu_count",
     signatures: &["cpu_count() -> int"],
     summary: "CPUs this process may use (CPU affinity and cgroup quota respected)",
+    options: &[],
+    keys: &[],
+    fails: Fails::Throws,
+    time: Time::Local,
+    secrets: &[],
+    stub: Stub::Answer {
+        example: "4",
+        failing: "1",
+    },
+    register: register_cpu_count,
 };
 
 /// `load_avg()`, `load_avg(minutes)` → float
@@ -46,7 +71,7 @@ fn load_avg(host: &Host, ctx: &NativeCallContext, minutes: INT) -> RhaiResult<f6
     } else {
         format!("load_avg({minutes})")
     };
-    host.call(ctx, "load_avg", what, None, |_| {
+    host.local(ctx, &LOAD_AVG, what, move || {
         let loads = read_load().map_err(HostError::Transport)?;
         Ok((loads[index], Outcome::Pass(format!("{:.2}", loads[index]))))
     })
@@ -55,7 +80,7 @@ fn load_avg(host: &Host, ctx: &NativeCallContext, minutes: INT) -> RhaiResult<f6
 #[cfg(target_os = "linux")]
 fn read_load() -> Result<[f64; 3], String> {
     const PATH: &str = "/proc/loadavg";
-    let text = std::fs::read_to_string(PATH)
+    let text = std::fs::read_to_string(super::container::root().join("proc/loadavg"))
         .map_err(|e| format!("cannot read {PATH}: {}", super::io_reason(&e)))?;
     parse_loadavg(&text).ok_or_else(|| format!("cannot parse {PATH}: {:?}", text.trim()))
 }
@@ -83,7 +108,7 @@ fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
 /// The CPUs this process may use: the CPU affinity mask and the cgroup CPU quota (v1 and v2)
 /// are respected, so a pod limited to `500m` on a 64-core node sees 1, not 64.
 fn cpu_count(host: &Host, ctx: &NativeCallContext) -> RhaiResult<INT> {
-    host.call(ctx, "cpu_count", "cpu_count()".into(), None, |_| {
+    host.local(ctx, &CPU_COUNT, "cpu_count()".into(), || {
         let n = std::thread::available_parallelism().map_err(|e| {
             HostError::Transport(format!("cannot determine the CPUs available: {e}"))
         })?;
@@ -91,7 +116,7 @@ fn cpu_count(host: &Host, ctx: &NativeCallContext) -> RhaiResult<INT> {
     })
 }
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>) {
+fn register_load_avg(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn("load_avg", move |ctx: NativeCallContext| {
         load_avg(&h, &ctx, 1)
@@ -100,6 +125,9 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>) {
     engine.register_fn("load_avg", move |ctx: NativeCallContext, minutes: INT| {
         load_avg(&h, &ctx, minutes)
     });
+}
+
+fn register_cpu_count(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn("cpu_count", move |ctx: NativeCallContext| {
         cpu_count(&h, &ctx)

@@ -9,16 +9,49 @@ use std::{
 
 use rhai::{Engine, Map, NativeCallContext, INT};
 
-use super::{options::Options, FnDoc, Host, HostError, RhaiResult};
+use super::{
+    decl::{Fails, HostFn, Stub, Time, TIMEOUT, TIMEOUT_MS},
+    options::Options,
+    Host, HostError, RhaiResult,
+};
 use crate::trace::Outcome;
 
-pub const DOC_TCP_OPEN: FnDoc = FnDoc {
+pub const FUNCTIONS: &[HostFn] = &[TCP_OPEN, DNS_RESOLVE];
+
+pub const TCP_OPEN: HostFn = HostFn {
     name: "tcp_open",
     signatures: &[
         "tcp_open(host: string, port: int) -> bool",
         "tcp_open(host: string, port: int, options: map) -> bool",
     ],
     summary: "true when a TCP connection to host:port is accepted within the timeout",
+    options: &[TIMEOUT, TIMEOUT_MS],
+    keys: &[],
+    fails: Fails::False,
+    time: Time::Network,
+    secrets: &[],
+    stub: Stub::Answer {
+        example: "true",
+        failing: "false",
+    },
+    register: register_tcp_open,
+};
+
+pub const DNS_RESOLVE: HostFn = HostFn {
+    name: "dns_resolve",
+    signatures: &["dns_resolve(host: string) -> array"],
+    summary:
+        "the addresses a host name resolves to, as strings; throws (naming it) when it does not",
+    options: &[],
+    keys: &[],
+    fails: Fails::Throws,
+    time: Time::Network,
+    secrets: &[],
+    stub: Stub::Answer {
+        example: "[\"10.0.0.7\"]",
+        failing: "[]",
+    },
+    register: register_dns_resolve,
 };
 
 /// `tcp_open(host, port)`, `tcp_open(host, port, #{timeout})` → bool
@@ -52,7 +85,7 @@ fn tcp_open(
         let message = format!("port {port} is out of range 1-65535");
         return Err(HostError::Fault(message).into_fault("tcp_open", ctx));
     };
-    host.call(ctx, "tcp_open", what, timeout, |budget| {
+    host.call(ctx, &TCP_OPEN, &[], what, timeout, |budget| {
         let started = Instant::now();
         let addrs = match resolve(bare, port, budget) {
             Ok(addrs) => addrs,
@@ -77,13 +110,6 @@ fn tcp_open(
     })
 }
 
-pub const DOC_DNS_RESOLVE: FnDoc = FnDoc {
-    name: "dns_resolve",
-    signatures: &["dns_resolve(host: string) -> array"],
-    summary:
-        "the addresses a host name resolves to, as strings; throws (naming it) when it does not",
-};
-
 /// `dns_resolve(host)` → the addresses, in the resolver's order, without duplicates.
 fn dns_resolve(host: &Host, ctx: &NativeCallContext, name: &str) -> RhaiResult<rhai::Array> {
     let name = name.trim().trim_start_matches('[').trim_end_matches(']');
@@ -92,7 +118,8 @@ fn dns_resolve(host: &Host, ctx: &NativeCallContext, name: &str) -> RhaiResult<r
     }
     host.call(
         ctx,
-        "dns_resolve",
+        &DNS_RESOLVE,
+        &[],
         format!("dns_resolve({name})"),
         None,
         |budget| {
@@ -187,11 +214,14 @@ pub fn lookup(host: &str, port: u16, budget: Duration) -> Result<Vec<SocketAddr>
     }
 }
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>) {
+fn register_dns_resolve(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn("dns_resolve", move |ctx: NativeCallContext, name: &str| {
         dns_resolve(&h, &ctx, name)
     });
+}
+
+fn register_tcp_open(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn(
         "tcp_open",
@@ -203,8 +233,8 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>) {
     engine.register_fn(
         "tcp_open",
         move |ctx: NativeCallContext, name: &str, port: INT, options: Map| {
-            let options = Options::new(&options, &["timeout", "timeout_ms"])
-                .map_err(|e| e.into_fault("tcp_open", &ctx))?;
+            let options =
+                Options::new(&options, &TCP_OPEN).map_err(|e| e.into_fault("tcp_open", &ctx))?;
             tcp_open(&h, &ctx, name, port, options)
         },
     );

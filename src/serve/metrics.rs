@@ -20,7 +20,7 @@ use prometheus_client::{
 
 use crate::{
     exit_code::Exit,
-    host::FUNCTIONS,
+    host,
     probe::Verdict,
     trace::{Inner, Outcome},
 };
@@ -184,9 +184,9 @@ impl Metrics {
             l.push(("result", result.to_string()));
             self.reloads.remove(&l);
         }
-        for doc in FUNCTIONS {
+        for f in host::functions() {
             let mut l = labels.clone();
-            l.push(("function", doc.name.to_string()));
+            l.push(("function", f.name.to_string()));
             self.call_seconds.remove(&l);
             for outcome in ["pass", "fail", "error"] {
                 let mut l = l.clone();

@@ -132,12 +132,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
 }
 
 fn start(args: ServeArgs, sigterm: Option<signals::Blocked>) -> Result<(), String> {
-    if args.probes.is_empty() && args.dir.is_none() {
-        return Err(
-            "no probes: give --probe NAME=SCRIPT (repeatable) or --dir DIR; see rhai-probe serve --help"
-                .into(),
-        );
-    }
+    // clap requires --probe or --dir (a bad command line, exit 64).
     let mut specs: Vec<(ProbeSpec, bool)> =
         args.probes.iter().map(|p| (p.clone(), false)).collect();
     if let Some(dir) = &args.dir {

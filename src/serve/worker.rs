@@ -179,7 +179,7 @@ impl Probe {
             Ok(Ok(Some(answer))) => Waited::Done(answer),
             Ok(Ok(None) | Err(_)) => Waited::Gone,
             Err(_) => {
-                let (during, pos) = match self.trace.pending() {
+                let (during, pos) = match self.trace.at_deadline() {
                     Some(call) => (format!("during {}", call.what), call.pos),
                     None => (self.trace.lock().phase.to_string(), Default::default()),
                 };
@@ -237,12 +237,17 @@ impl Worker {
         vars: rhai::Map,
         metrics: Arc<Metrics>,
     ) -> Worker {
-        let host = Host::new(
+        let mut host = Host::new(
             Deadline::start(probe.timeout),
             probe.trace.clone(),
             source,
             vars,
         );
+        // No watchdog here: a read of /proc, a cgroup or a file that blocks (a hung mount) runs
+        // where the deadline can abandon it.
+        if let Some(host) = Rc::get_mut(&mut host) {
+            host.local = Some(crate::host::local::Helper::default());
+        }
         let engine = engine::build(&host);
         let scope = probe::scope_of(&host.vars);
         let mut worker = Worker {

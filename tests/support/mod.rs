@@ -66,6 +66,18 @@ fn serve(mut stream: TcpStream, port: u16) {
             })
             .unwrap_or_default()
     };
+    // `/status/399`: that status, with an empty body.
+    if let Some(code) = path
+        .strip_prefix("/status/")
+        .and_then(|c| c.parse::<u16>().ok())
+    {
+        let head =
+            format!("HTTP/1.1 {code} Status\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.shutdown(Shutdown::Write);
+        let _ = reader.read_to_end(&mut Vec::new());
+        return;
+    }
     let (status, extra, body): (&str, String, Vec<u8>) = match path.as_str() {
         "/health" => ("200 OK", String::new(), b"ok".to_vec()),
         "/bad" => ("503 Service Unavailable", String::new(), b"down".to_vec()),

@@ -12,26 +12,66 @@ use std::{rc::Rc, time::Duration};
 
 use rhai::{Dynamic, Engine, Map, NativeCallContext};
 
-use super::{options::Options, FnDoc, Host, HostError, RhaiResult};
+use super::{
+    decl::{Fails, HostFn, Mask, Opt, OptType, Secret, Stub, Time, TIMEOUT, TIMEOUT_MS},
+    options::Options,
+    Host, HostError, RhaiResult,
+};
 use crate::trace::Outcome;
 use dsn::{Dsn, Kind, SslMode};
 
-pub const DOC_SQL_PING: FnDoc = FnDoc {
+pub const FUNCTIONS: &[HostFn] = &[SQL_PING, SQL_SCALAR];
+
+const DSN: &[Secret] = &[Secret {
+    arg: 0,
+    mask: Mask::Dsn,
+}];
+
+pub const SQL_PING: HostFn = HostFn {
     name: "sql_ping",
     signatures: &[
         "sql_ping(dsn: string) -> bool",
         "sql_ping(dsn: string, options: map) -> bool",
     ],
     summary: "true when the database accepts the login and answers SELECT 1; false with the reason otherwise",
+    options: &[
+        TIMEOUT,
+        TIMEOUT_MS,
+        Opt {
+            key: "query",
+            ty: OptType::String,
+            default: "`SELECT 1`",
+            doc: "the statement to run; success is the server running it",
+        },
+    ],
+    keys: &[],
+    fails: Fails::False,
+    time: Time::Network,
+    secrets: DSN,
+    stub: Stub::Answer {
+        example: "true",
+        failing: "false",
+    },
+    register: register_ping,
 };
 
-pub const DOC_SQL_SCALAR: FnDoc = FnDoc {
+pub const SQL_SCALAR: HostFn = HostFn {
     name: "sql_scalar",
     signatures: &[
         "sql_scalar(dsn: string, query: string) -> any",
         "sql_scalar(dsn: string, query: string, options: map) -> any",
     ],
     summary: "the first column of the first row (int, float, bool, string, () for NULL); throws on failure",
+    options: &[TIMEOUT, TIMEOUT_MS],
+    keys: &[],
+    fails: Fails::Throws,
+    time: Time::Network,
+    secrets: DSN,
+    stub: Stub::Answer {
+        example: "0",
+        failing: "600",
+    },
+    register: register_scalar,
 };
 
 pub enum Request<'a> {
@@ -48,9 +88,6 @@ pub enum SqlError {
     /// be converted).
     Fault(String),
 }
-
-const PING_OPTIONS: &[&str] = &["timeout", "timeout_ms", "query"];
-const SCALAR_OPTIONS: &[&str] = &["timeout", "timeout_ms"];
 
 /// A TLS failure in a line, with what to change in the DSN.
 fn tls_reason(e: &rustls::Error, dsn: &Dsn) -> String {
@@ -120,7 +157,7 @@ fn sql_ping(
         .map_err(|e| e.into_fault("sql_ping", ctx))?
         .unwrap_or_else(|| "SELECT 1".to_string());
     let what = format!("sql_ping({})", dsn.shown);
-    host.call(ctx, "sql_ping", what, timeout, |budget| {
+    host.call(ctx, &SQL_PING, &[text], what, timeout, |budget| {
         match execute(&dsn, budget, &Request::Ping(&query)) {
             Ok(_) => Ok((true, Outcome::Pass("true".into()))),
             Err(SqlError::Failed(reason)) => Ok((false, Outcome::Fail(reason))),
@@ -142,7 +179,7 @@ fn sql_scalar(
         return Err(HostError::Fault("the query is empty".into()).into_fault("sql_scalar", ctx));
     }
     let what = format!("sql_scalar({}, {})", dsn.shown, short(query));
-    host.call(ctx, "sql_scalar", what, timeout, |budget| {
+    host.call(ctx, &SQL_SCALAR, &[text], what, timeout, |budget| {
         match execute(&dsn, budget, &Request::Scalar(query)) {
             Ok(value) => {
                 let shown = if value.is_unit() {
@@ -171,7 +208,7 @@ fn short(text: &str) -> String {
     }
 }
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>) {
+fn register_ping(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn("sql_ping", move |ctx: NativeCallContext, dsn: &str| {
         sql_ping(&h, &ctx, dsn, Options::none())
@@ -181,10 +218,13 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>) {
         "sql_ping",
         move |ctx: NativeCallContext, dsn: &str, options: Map| {
             let options =
-                Options::new(&options, PING_OPTIONS).map_err(|e| e.into_fault("sql_ping", &ctx))?;
+                Options::new(&options, &SQL_PING).map_err(|e| e.into_fault("sql_ping", &ctx))?;
             sql_ping(&h, &ctx, dsn, options)
         },
     );
+}
+
+fn register_scalar(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn(
         "sql_scalar",
@@ -196,7 +236,7 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>) {
     engine.register_fn(
         "sql_scalar",
         move |ctx: NativeCallContext, dsn: &str, query: &str, options: Map| {
-            let options = Options::new(&options, SCALAR_OPTIONS)
+            let options = Options::new(&options, &SQL_SCALAR)
                 .map_err(|e| e.into_fault("sql_scalar", &ctx))?;
             sql_scalar(&h, &ctx, dsn, query, options)
         },

@@ -11,6 +11,7 @@ use mysql::{
 use rhai::Dynamic;
 
 use super::{
+    super::tcp,
     dsn::{Dsn, SslMode, Target},
     Request, SqlError,
 };
@@ -21,6 +22,14 @@ const MAX_PACKET: usize = 4 * 1024 * 1024;
 
 pub fn run(dsn: &Dsn, budget: Duration, request: &Request) -> Result<Dynamic, SqlError> {
     let started = Instant::now();
+    // The driver resolves a host name with getaddrinfo, which takes no timeout: a resolver that
+    // never answers held the call (and `serve`'s evaluation) past the deadline. Resolve it
+    // here first, within the budget; the driver's own lookup then finds the answer just given.
+    if let Target::Tcp(host, port) = &dsn.targets[0] {
+        if tcp::without_lookup(host).is_none() {
+            tcp::lookup(host, *port, budget).map_err(SqlError::Failed)?;
+        }
+    }
     let attempt = |ssl: Option<SslOpts>| -> Result<Result<Dynamic, SqlError>, mysql::Error> {
         let left = budget.saturating_sub(started.elapsed());
         if left.is_zero() {

@@ -163,7 +163,7 @@ fn install(quiet: bool, verbose: u8, log_file: Option<&Path>, serve: bool) {
             Err(e) => {
                 open_error = Some(format!(
                     "cannot open --log-file {}: {}; logging to stderr only",
-                    path.display(),
+                    crate::redact::path(path),
                     crate::host::io_reason(&e)
                 ))
             }

@@ -54,13 +54,13 @@ fn defs(out: Option<&std::path::Path>) -> ExitCode {
     let path = dir.join(rhai_probe::defs::FILE);
     match std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text)) {
         Ok(()) => {
-            println!("wrote {}", path.display());
+            println!("wrote {}", rhai_probe::redact::path(&path));
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!(
                 "error: cannot write {}: {}",
-                path.display(),
+                rhai_probe::redact::path(&path),
                 host::io_reason(&e)
             );
             ExitCode::FAILURE
@@ -80,14 +80,14 @@ fn install(dir: &std::path::Path) -> ExitCode {
         .and_then(|_| std::fs::rename(&partial, &target));
     match result {
         Ok(()) => {
-            println!("installed {}", target.display());
+            println!("installed {}", rhai_probe::redact::path(&target));
             ExitCode::SUCCESS
         }
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
             eprintln!(
                 "error: cannot install into {}: {}",
-                dir.display(),
+                rhai_probe::redact::path(dir),
                 host::io_reason(&e)
             );
             ExitCode::FAILURE

@@ -67,7 +67,7 @@ pub fn display_name(path: &Path) -> String {
     if path.as_os_str() == "-" {
         "<stdin>".to_string()
     } else {
-        path.display().to_string()
+        crate::redact::path(path)
     }
 }
 

@@ -130,6 +130,12 @@ pub fn mask_url(url: &str) -> String {
     scrub(&out).into_owned()
 }
 
+/// A path as every message shows it: one given where a URL was meant
+/// (`rhai-probe run 'postgres://u:pw@db/app'`) has its password masked like a URL's.
+pub fn path(path: &std::path::Path) -> String {
+    mask_url(&path.display().to_string())
+}
+
 /// Remember the credentials written in a script's own text (`"postgres://app:pw@db/app"`,
 /// `password=pw`), before anything runs, so that even a compile error quoting that line masks
 /// them.

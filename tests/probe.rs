@@ -1260,3 +1260,37 @@ fn ok_is_kubelets_rule_200_to_399() {
         run.expect(0, "returned true");
     }
 }
+
+#[test]
+fn a_path_that_looks_like_a_url_with_a_password_is_masked_everywhere() {
+    let path = "postgres://app:path-pw-5150@db:5432/app";
+    for args in [
+        vec!["run", path],
+        vec!["explain", path],
+        vec!["run", path, "--format", "json"],
+        vec!["check", path],
+        vec!["check", path, "--format", "json"],
+        vec!["test", path],
+        vec!["test", path, "--format", "junit"],
+        vec!["test", "--init", path],
+        vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--probe",
+            &format!("x={path}"),
+        ],
+    ] {
+        let run = Probe::command(args.clone()).run();
+        let out = run.output();
+        assert!(
+            !out.contains("path-pw-5150"),
+            "{args:?} showed the password:\n{out}"
+        );
+        assert!(
+            out.contains("postgres://app:***@db:5432/app"),
+            "{args:?}:\n{out}"
+        );
+        assert_ne!(run.code, 0, "{args:?}");
+    }
+}

@@ -136,12 +136,12 @@ fn start(args: ServeArgs, sigterm: Option<signals::Blocked>) -> Result<(), Strin
     let mut specs: Vec<(ProbeSpec, bool)> =
         args.probes.iter().map(|p| (p.clone(), false)).collect();
     if let Some(dir) = &args.dir {
-        let found =
-            reload::scan(dir).map_err(|e| format!("--dir {}: {}", dir.display(), io_reason(&e)))?;
+        let found = reload::scan(dir)
+            .map_err(|e| format!("--dir {}: {}", crate::redact::path(dir), io_reason(&e)))?;
         if found.is_empty() && args.probes.is_empty() {
             return Err(format!(
                 "--dir {}: no probe scripts in it (NAME.rhai files)",
-                dir.display()
+                crate::redact::path(dir)
             ));
         }
         for (name, path) in found {

@@ -79,7 +79,7 @@ pub fn watch(app: Arc<App>, dir: Option<PathBuf>, mut stamps: BTreeMap<String, O
             // Read after taking the stamp: a write in between shows up at the next poll.
             let script = probe::load(&probe.path);
             if probe.send(Job::Reload(script)) {
-                log::debug!(target: SERVE, "probe {}: {} changed", probe.name, probe.path.display());
+                log::debug!(target: SERVE, "probe {}: {} changed", probe.name, crate::redact::path(&probe.path));
             }
         }
     }
@@ -93,7 +93,7 @@ fn rescan(app: &App, dir: &Path, stamps: &mut BTreeMap<String, Option<Stamp>>) {
             log::warn!(
                 target: SERVE,
                 "cannot list {}: {}; keeping the probes as they are",
-                dir.display(),
+                crate::redact::path(dir),
                 crate::host::io_reason(&e)
             );
             return;
@@ -101,7 +101,7 @@ fn rescan(app: &App, dir: &Path, stamps: &mut BTreeMap<String, Option<Stamp>>) {
     };
     for name in app.dir_probes() {
         if !found.contains_key(&name) {
-            log::warn!(target: SERVE, "probe {name}: its file left {}; removed", dir.display());
+            log::warn!(target: SERVE, "probe {name}: its file left {}; removed", crate::redact::path(dir));
             app.remove(&name);
             stamps.remove(&name);
         }

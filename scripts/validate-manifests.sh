@@ -55,6 +55,13 @@ for path in files:
     for ref in re.findall(r"/etc/rhai-probe/([\w.-]+\.rhai)", text):
         if ref not in keys:
             problems.append(f"{path}: a probe runs /etc/rhai-probe/{ref}, which no ConfigMap in it holds")
+    # With a shared PID namespace, PID 1 is the pod's pause process, whose output no log keeps:
+    # /proc/1/fd/1 sends a probe's records nowhere (docs/kubernetes.md, "Logs").
+    for d in docs:
+        spec = (d.get("spec") or {})
+        spec = (spec.get("template") or {}).get("spec", spec) if d.get("kind") != "Pod" else spec
+        if spec.get("shareProcessNamespace") and "/proc/1/fd/1" in yaml.safe_dump(spec):
+            problems.append(f"{path}: --log-file=/proc/1/fd/1 with shareProcessNamespace: true writes to the pause process; see docs/kubernetes.md")
     aliases = {"/livez": "liveness", "/readyz": "readiness", "/startupz": "startup"}
     for route in re.findall(r"path: (/probe/[\w.-]+|/livez|/readyz|/startupz)\b", text):
         name = aliases.get(route) or route[len("/probe/"):]

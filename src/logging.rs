@@ -157,8 +157,16 @@ fn install(quiet: bool, verbose: u8, log_file: Option<&Path>, serve: bool) {
     let mut open_error = None;
     if let Some(path) = log_file {
         // Append, never truncate: /proc/1/fd/1 is the main process's stdout, and other probe
-        // runs write there too.
-        match OpenOptions::new().append(true).create(true).open(path) {
+        // runs write there too. O_NONBLOCK: a FIFO (a sidecar's log, docs/kubernetes.md) with
+        // no reader fails at once instead of blocking the probe past its deadline, and a full
+        // one drops a record rather than waiting; regular files ignore the flag.
+        use std::os::unix::fs::OpenOptionsExt;
+        match OpenOptions::new()
+            .append(true)
+            .create(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
             Ok(f) => opened = Some(f),
             Err(e) => {
                 open_error = Some(format!(

@@ -1294,3 +1294,38 @@ fn a_path_that_looks_like_a_url_with_a_password_is_masked_everywhere() {
         assert_ne!(run.code, 0, "{args:?}");
     }
 }
+
+#[test]
+fn a_fifo_as_log_file_never_holds_the_probe() {
+    // The sidecar's log (docs/kubernetes/sidecar.yaml): a FIFO its main process reads.
+    let dir = temp_dir("log-fifo");
+    let fifo = dir.join("log");
+    let c = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+    // SAFETY: mkfifo with a path we own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let arg = fifo.display().to_string();
+    // No reader: the run goes on, logging to stderr only, and says why.
+    let run = Probe::script("true").args(["--log-file", &arg]).run();
+    run.expect(0, "healthy");
+    assert!(
+        run.stderr.contains("cannot open --log-file"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.elapsed < std::time::Duration::from_secs(2),
+        "{:?}",
+        run.elapsed
+    );
+    // A reader that holds it open read-write, as the sidecar's `cat 0<>FIFO`: the records arrive.
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    let run = Probe::script("true").args(["--log-file", &arg]).run();
+    run.expect(0, "healthy");
+    let mut got = vec![0u8; 4096];
+    let n = std::io::Read::read(&mut &reader, &mut got).unwrap();
+    assert!(String::from_utf8_lossy(&got[..n]).contains("healthy: probe.rhai returned true"));
+}

@@ -115,7 +115,7 @@ pub fn from_parse(err: &ParseError, text: &str) -> Diagnostic {
         }
         ParseErrorType::VariableUndefined(name) => {
             Diagnostic::new(format!("variable '{name}' is not defined"), pos).help(format!(
-                "define it with let, pass it with --var {name}=VALUE, or read it with var_or(\"{name}\", default)"
+                "define it with let, pass it with --var {name}=VALUE, or read it with `var_or(\"{name}\", DEFAULT)`"
             ))
         }
         ParseErrorType::ExprTooDeep => Diagnostic::new(

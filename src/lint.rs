@@ -236,7 +236,7 @@ pub fn lint(ast: &AST) -> Vec<Diagnostic> {
                     s.position().into(),
                 );
                 d.notes.push(
-                    "help: a probe stops at its operation limit (a script fault); give the loop a way out, e.g. `if tries > 3 { break; }`"
+                    "help: a probe stops at its operation limit (a script fault); give the loop a way out: a break once it is done, or a bounded for loop"
                         .into(),
                 );
                 found.push(d);
@@ -610,7 +610,7 @@ fn last_statement_problem(ast: &AST, vars: &Vars, uses_check: bool) -> Option<Di
         last.position().into(),
     );
     d.notes.push(
-        "help: end with a boolean expression (load_avg() < 4.0), or record named checks with check(name, ...)"
+        "help: end with a boolean expression, e.g. `load_avg() < 4.0`, or record named checks with check(name, ...)"
             .into(),
     );
     Some(d)
@@ -695,7 +695,7 @@ mod tests {
         );
         assert_eq!(
             lint_of("let x = load_avg();"),
-            ["1:1: the script ends with a let or const, which has no value; a probe must end with a boolean help: end with a boolean expression (load_avg() < 4.0), or record named checks with check(name, ...)"]
+            ["1:1: the script ends with a let or const, which has no value; a probe must end with a boolean help: end with a boolean expression, e.g. `load_avg() < 4.0`, or record named checks with check(name, ...)"]
         );
         assert!(lint_of("42")[0].contains("ends with a number"));
         // Method calls count the object; script functions and closures in variables are known.

@@ -133,7 +133,13 @@ pub fn mask_url(url: &str) -> String {
 /// A path as every message shows it: one given where a URL was meant
 /// (`rhai-probe run 'postgres://u:pw@db/app'`) has its password masked like a URL's.
 pub fn path(path: &std::path::Path) -> String {
-    mask_url(&path.display().to_string())
+    let shown = path.display().to_string();
+    // Most paths are not URL-shaped: skip the parse (this runs in every probe's start-up).
+    if shown.contains("://") {
+        mask_url(&shown)
+    } else {
+        shown
+    }
 }
 
 /// Remember the credentials written in a script's own text (`"postgres://app:pw@db/app"`,

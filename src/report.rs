@@ -224,7 +224,24 @@ impl Reporter {
         };
         let _ = writeln!(out);
         if let Some(value) = &verdict.value {
-            let _ = writeln!(out, "{}    {value}", paint(bold, "value"));
+            // A script may return true after a named check failed: the checks decide then, and
+            // the line says so rather than showing "true" beside "unhealthy".
+            let failed: Vec<String> = t
+                .checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| format!("{:?}", c.name))
+                .collect();
+            let note = if value == "true" && !failed.is_empty() {
+                format!(
+                    " (but check{} {} failed, and a failed check makes the probe unhealthy)",
+                    if failed.len() == 1 { "" } else { "s" },
+                    failed.join(", ")
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "{}    {value}{note}", paint(bold, "value"));
         }
         let _ = writeln!(
             out,

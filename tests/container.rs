@@ -304,6 +304,17 @@ fn redis_ping_against_real_servers() {
     ))
     .run()
     .expect(1, "no answer in time");
+    // rediss:// to a plain port: the server waits for a command line and never answers the
+    // ClientHello; the reason says so, as https:// to a plain HTTP port does.
+    Probe::script(&format!(
+        "check(\"cache\", redis_ping(\"{}\", #{{timeout: \"500ms\"}}))",
+        shared.replacen("redis://", "rediss://", 1)
+    ))
+    .run()
+    .expect(
+        1,
+        "TLS handshake failed: no answer to the ClientHello; is the port serving plain Redis? (use redis:// for a port without TLS)",
+    );
     Probe::script("redis_ping(\"http://x:y@h\")")
         .run()
         .expect(3, "redis_ping: http://x:***@h: expected redis://");

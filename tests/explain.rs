@@ -168,3 +168,23 @@ fn a_call_with_a_longer_timeout_stops_at_the_deadline_and_says_so() {
         run.elapsed
     );
 }
+
+#[test]
+fn a_true_value_after_a_failed_check_says_why_the_verdict_is_unhealthy() {
+    let run = Probe::script("check(\"db\", false);\ncheck(\"cache\", true);\ntrue")
+        .command_name("explain")
+        .run();
+    assert_eq!(run.code, 1, "{}", run.output());
+    assert!(
+        run.stdout.contains(
+            "\nvalue    true (but check \"db\" failed, and a failed check makes the probe unhealthy)\n"
+        ),
+        "{}",
+        run.stdout
+    );
+    // A true value with every check passed has nothing to explain.
+    let run = Probe::script("check(\"db\", true);\ntrue")
+        .command_name("explain")
+        .run();
+    assert!(run.stdout.contains("\nvalue    true\n"), "{}", run.stdout);
+}

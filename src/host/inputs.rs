@@ -97,7 +97,7 @@ fn env(
                 Some(default) => Ok((default, Outcome::Pass("not set, default used".into()))),
                 None => Err(HostError::Fault(format!(
                     "${name} is not set in the probe's environment; set it on the container \
-                     (env, envFrom or a secretKeyRef), or give a default: env({name:?}, \"...\")"
+                     (env, envFrom or a secretKeyRef), or give a default: `env({name:?}, DEFAULT)`"
                 ))),
             },
         },

@@ -140,6 +140,33 @@ fn reason(e: &std::io::Error) -> String {
     }
 }
 
+/// Complete the TLS handshake of `conn` over `tcp` (its timeouts already set), or say why not.
+fn handshake(conn: &mut rustls::ClientConnection, tcp: &mut TcpStream) -> Result<(), String> {
+    use std::io::ErrorKind::{ConnectionReset, InvalidData, TimedOut, UnexpectedEof, WouldBlock};
+    const PLAIN: &str = "is the port serving plain Redis? (use redis:// for a port without TLS)";
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(tcp) {
+            return Err(match e.kind() {
+                WouldBlock | TimedOut => {
+                    format!("TLS handshake failed: no answer to the ClientHello; {PLAIN}")
+                }
+                UnexpectedEof | ConnectionReset => {
+                    format!("connection closed during the TLS handshake; {PLAIN}")
+                }
+                InvalidData if !matches!(
+                    e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+                    Some(rustls::Error::InvalidCertificate(_))
+                ) =>
+                {
+                    format!("TLS handshake failed ({}); {PLAIN}", reason(&e))
+                }
+                _ => reason(&e),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A RESP command as an array of bulk strings.
 fn command(parts: &[&str]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", parts.len()).into_bytes();
@@ -267,10 +294,18 @@ fn redis_ping(
                     rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|_| {
                         HostError::Fault(format!("{} is not a valid TLS server name", target.host))
                     })?;
-                let conn = rustls::ClientConnection::new(Arc::new(config), name)
+                let mut conn = rustls::ClientConnection::new(Arc::new(config), name)
                     .map_err(|e| HostError::Transport(format!("TLS setup: {e}")))?;
-                let mut tls = rustls::StreamOwned::new(conn, tcp);
-                ping(&mut tls, &target)
+                let mut tcp = tcp;
+                // The handshake first, on its own, so that its failure says what HTTPS says:
+                // a plain Redis port never answers a ClientHello (it waits for a command line).
+                match handshake(&mut conn, &mut tcp) {
+                    Ok(()) => {
+                        let mut tls = rustls::StreamOwned::new(conn, tcp);
+                        ping(&mut tls, &target)
+                    }
+                    Err(reason) => Err(reason),
+                }
             } else {
                 let mut tcp = tcp;
                 ping(&mut tcp, &target)

@@ -1154,7 +1154,10 @@ fn json_health_script() {
     let script = repo("scripts/json-health.rhai").display().to_string();
     Probe::command(["run", &script, "--var", &format!("url={}", url("/json"))])
         .run()
-        .expect(0, "healthy: 2 checks passed (answers, reports UP)");
+        .expect(
+            0,
+            "healthy: 3 checks passed (answers, reports UP, database)",
+        );
     Probe::command([
         "run",
         &script,
@@ -1328,4 +1331,52 @@ fn a_fifo_as_log_file_never_holds_the_probe() {
     let mut got = vec![0u8; 4096];
     let n = std::io::Read::read(&mut &reader, &mut got).unwrap();
     assert!(String::from_utf8_lossy(&got[..n]).contains("healthy: probe.rhai returned true"));
+}
+
+#[test]
+fn a_key_the_json_lacks_fails_its_check_naming_the_url_and_the_path() {
+    let script = |route: &str| {
+        format!(
+            "let health = http_get(\"{}\").json();\ncheck(\"up\", health.status == \"UP\");\ncheck(\"db\", || health.components.db.status == \"UP\");\ncheck(\"disk\", || (health.components.diskSpace?.status ?? \"UP\") == \"UP\");",
+            url(route)
+        )
+    };
+    Probe::script(&script("/actuator"))
+        .run()
+        .expect(0, "healthy: 3 checks passed (up, db, disk)");
+    Probe::script(&script("/actuator-nodb")).run().expect(
+        1,
+        &format!(
+            "unhealthy: check \"db\" failed: GET {}: JSON has no key components.db (probe.rhai:3:1)",
+            url("/actuator-nodb")
+        ),
+    );
+    // Outside a check it is a check error (2), not a script fault; a typo on the result of
+    // http_get stays a script fault (3).
+    let base = format!(
+        "let health = http_get(\"{}\").json();\n",
+        url("/actuator-nodb")
+    );
+    Probe::script(&format!("{base}health.components.db.status == \"UP\""))
+        .run()
+        .expect(2, "JSON has no key components.db (probe.rhai:2:19)");
+    Probe::script(&format!(
+        "let r = http_get(\"{}\");\ncheck(\"x\", || r.stauts == 200);",
+        url("/actuator")
+    ))
+    .run()
+    .expect(3, "http_get's result has no key 'stauts'");
+    // The optional forms of docs/functions.md#json, each on the JSON without the key.
+    for expr in [
+        "(health.components.db.status ?? \"UNKNOWN\") == \"UNKNOWN\"",
+        "health?.components?.db == ()",
+        "!(\"db\" in (health.components ?? #{}))",
+        "health.checks?[0] == ()",
+        "health.get(\"nope\") == ()",
+        "health[\"components\"][\"db\"] ?? true",
+    ] {
+        Probe::script(&format!("{base}{expr}"))
+            .run()
+            .expect(0, "returned true");
+    }
 }

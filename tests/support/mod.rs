@@ -88,6 +88,17 @@ fn serve(mut stream: TcpStream, port: u16) {
                 .to_vec(),
         ),
         "/json-down" => ("200 OK", String::new(), br#"{"status":"DOWN"}"#.to_vec()),
+        // Spring Boot's actuator: one with its database component, one without.
+        "/actuator" => (
+            "200 OK",
+            String::new(),
+            br#"{"status":"UP","components":{"db":{"status":"UP"},"diskSpace":{"status":"UP"}},"checks":[]}"#.to_vec(),
+        ),
+        "/actuator-nodb" => (
+            "200 OK",
+            String::new(),
+            br#"{"status":"UP","components":{"ping":{"status":"UP"}},"checks":[]}"#.to_vec(),
+        ),
         "/html" => ("200 OK", String::new(), b"<html>not json</html>".to_vec()),
         "/redirect" => ("302 Found", "Location: /health\r\n".into(), Vec::new()),
         "/redirect-relative" => (

@@ -118,7 +118,10 @@ instructions() {
     | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 cg_true=$(instructions true) cg_article=$(instructions article) cg_big=$(instructions big)
-cg_pg=$(instructions pg) cg_mysql=$(instructions mysql)
+cg_pg=$(instructions pg) cg_mysql=$(instructions mysql) cg_tcp=$(instructions tcp)
+# The same check as a URL target: it must cost no more than the script.
+cg_tcp_target=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" run --timeout 10s tcp://127.0.0.1:80 2>&1 \
+  | sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
 
 # --- cold start (cachegrind) -----------------------------------------------------------------------
 # The distinct 64-byte lines of code and data a run touches: cachegrind's simulated caches start
@@ -138,7 +141,7 @@ fp_pg=$(footprint "$bin" run --timeout 10s "$work/pg.rhai")
 
 # --- spec for the runner ----------------------------------------------------------------------------
 export work bin python pgbin pg_port pg_dsn my_dsn my_password runs warmup quick
-export cg_true cg_article cg_big cg_pg cg_mysql fp_true fp_bintrue fp_article fp_curl fp_pg
+export cg_true cg_article cg_big cg_pg cg_mysql cg_tcp cg_tcp_target fp_true fp_bintrue fp_article fp_curl fp_pg
 "$python" - > "$work/spec.json" <<'PY'
 import json, os, platform, shutil, subprocess, sys
 e = os.environ
@@ -198,7 +201,8 @@ spec = {
     "rows": rows,
     "callgrind": {"`true` script": int(e["cg_true"]), "article check": int(e["cg_article"]),
                   "200 lines, 20 checks": int(e["cg_big"]), "sql_ping PostgreSQL (scram, TLS)": int(e["cg_pg"]),
-                  "sql_ping MariaDB": int(e["cg_mysql"])},
+                  "sql_ping MariaDB": int(e["cg_mysql"]), "TCP port open (tcp.rhai)": int(e["cg_tcp"]),
+                  "TCP port open (URL target tcp://127.0.0.1:80)": int(e["cg_tcp_target"])},
     "footprint": [["`true` script", "`rhai-probe run true.rhai`", int(e["fp_true"])],
                   ["", "`/bin/true`", int(e["fp_bintrue"])],
                   ["the article's check", "`rhai-probe run article.rhai`", int(e["fp_article"])],
@@ -230,5 +234,28 @@ hyperfine -N -i --warmup 3 --runs $((runs > 50 ? 50 : runs)) --export-markdown "
 # requests (scripts/bench/serve.py).
 "$python" scripts/bench/serve.py "$bin" "$work" "$quick" > "$work/serve.md"
 { echo; cat "$work/serve.md"; } >> "$out"
+# `wait`: the CPU a waiting process uses, against a port nothing listens on (every attempt fails),
+# one attempt a second.
+closed=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+wait_for=$((quick ? 3 : 30))
+/usr/bin/time -f "%U %S" -o "$work/wait.time" "$bin" wait "tcp://127.0.0.1:$closed" --for "${wait_for}s" \
+  --interval 1s --max-interval 1s > "$work/wait.out" 2>/dev/null || [ $? -eq 124 ] || { log "wait did not time out"; exit 1; }
+attempts=$(sed -n 's/.*, \([0-9]*\) attempts).*/\1/p' "$work/wait.out")
+read -r wait_user wait_sys < <(tail -n 1 "$work/wait.time")
+"$python" - "$wait_user" "$wait_sys" "$attempts" "$wait_for" >> "$out" <<'PY'
+import sys
+user, sys_, attempts, secs = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+cpu = (user + sys_) * 1e3
+print(f"""
+## Waiting (`rhai-probe wait`)
+
+`rhai-probe wait tcp://127.0.0.1:PORT --for {secs}s --interval 1s --max-interval 1s` against a port
+nothing listens on, so every attempt fails and the wait runs to its end (exit 124): {attempts}
+attempts, {cpu:.0f} ms of CPU in all (user and system, `/usr/bin/time`, whose resolution is 10 ms):
+about {cpu / max(attempts, 1):.2f} ms per attempt and {cpu / secs * 60:.0f} ms per minute of waiting at one
+attempt a second (the default interval doubles to 10 s, a sixth of that). Between attempts the
+process sleeps.
+""")
+PY
 log "wrote $out"
 cat "$out"

@@ -19,6 +19,7 @@ Exit codes:
   3   script fault: unreadable, does not compile, hit a sandbox limit, or did not return a boolean
   4   deadline: the deadline passed before the script finished
   64  usage: bad command line
+  124 timed out: wait's --for ended before the targets were healthy
   143 terminated: SIGTERM arrived before the script finished"
     };
 }
@@ -100,6 +101,15 @@ const DEFS_EXAMPLES: &str = "\
 Examples:
   rhai-probe defs --out .rhai     # .rhai/rhai-probe.d.rhai, for a Rhai language server
   rhai-probe defs > rhai-probe.d.rhai";
+const WAIT_EXAMPLES: &str = concat!(
+    exit_help!(),
+    "
+
+Examples:
+  rhai-probe wait postgres://app:$PW@db:5432/app redis://cache:6379 --for 2m
+  rhai-probe wait tcp://db:5432 -- /app/server --port 8080      # then exec the command
+  rhai-probe wait -e 'http_get(\"http://api:8080/health\").status == 200' --interval 500ms"
+);
 const INSTALL_EXAMPLES: &str = "\
 Examples:
   rhai-probe install /shared/bin   # in an init container, with an emptyDir at /shared/bin";
@@ -144,6 +154,16 @@ pub enum Command {
     /// `fn` per signature, with its doc line.
     #[command(after_help = DEFS_EXAMPLES)]
     Defs(DefsArgs),
+    /// Retry targets until they are healthy, then exit 0 or run a command (init containers,
+    /// compose, entrypoints).
+    ///
+    /// TARGETs are scripts, URL targets (http://, tcp://HOST:PORT, postgres://, mysql://,
+    /// redis://, …) or -e EXPR; all are checked in parallel, each until it is healthy. Progress
+    /// on stderr when a target's state or reason changes; the verdict on stdout. Exits 0 when
+    /// healthy (or runs COMMAND in place of this process), 124 when --for ends first, 3 at once
+    /// for a script fault, 143 on SIGTERM. Details: docs/wait.md.
+    #[command(after_help = WAIT_EXAMPLES)]
+    Wait(WaitArgs),
     /// Copy this binary into DIR (an init container filling an emptyDir).
     ///
     /// Writes DIR/rhai-probe (mode 0755) through a temporary file and a rename, so the app's
@@ -189,6 +209,48 @@ pub struct TestArgs {
     pub vars: VarArgs,
 }
 
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["targets", "eval"])))]
+pub struct WaitArgs {
+    /// Scripts or URL targets to wait for (a path that exists as a file is always the file).
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<PathBuf>,
+
+    /// A target given inline (repeatable).
+    #[arg(short = 'e', long = "eval", value_name = "EXPR")]
+    pub eval: Vec<String>,
+
+    /// The whole wait's budget: when it ends with a target still unhealthy, exit 124.
+    #[arg(long = "for", default_value = "60s", value_name = "DURATION")]
+    pub budget: Timeout,
+
+    /// Each attempt's deadline, cut to what is left of --for.
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    pub timeout: Timeout,
+
+    /// The pause after a failed attempt; it doubles after each one, up to --max-interval, with
+    /// a tenth of jitter either way.
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
+    pub interval: Timeout,
+
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub max_interval: Timeout,
+
+    /// Done when any one target is healthy (default: all of them).
+    #[arg(long)]
+    pub any: bool,
+
+    #[command(flatten)]
+    pub vars: VarArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    /// After `--`: the command to exec once healthy (it replaces this process and keeps its PID).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum TestFormat {
     Text,
@@ -229,10 +291,18 @@ pub struct InstallArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["script", "eval"])))]
 pub struct RunArgs {
-    /// The probe script: a path, or - for standard input.
+    /// The probe script: a path, - for standard input, or a URL target checked without a
+    /// script (http://, https://, tcp://HOST:PORT, postgres://, mysql://, redis://, …). A path
+    /// that exists as a file is always the file.
     #[arg(value_name = "SCRIPT")]
-    pub script: PathBuf,
+    pub script: Option<PathBuf>,
+
+    /// The script itself, given inline: -e 'http_get("http://127.0.0.1:8080/health").ok'.
+    /// Positions in messages read <eval>:LINE:COL.
+    #[arg(short = 'e', long = "eval", value_name = "EXPR")]
+    pub eval: Option<String>,
 
     /// The whole probe's deadline: 500ms, 2s, 1m; a bare number is seconds (as timeoutSeconds).
     /// Keep it below the probe's timeoutSeconds so the pod event carries this probe's reason.
@@ -273,10 +343,15 @@ pub struct LogArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["scripts", "eval"])))]
 pub struct CheckArgs {
-    /// The scripts to compile.
-    #[arg(value_name = "SCRIPT", required = true)]
+    /// The scripts to compile (URL targets too).
+    #[arg(value_name = "SCRIPT")]
     pub scripts: Vec<PathBuf>,
+
+    /// A script given inline (repeatable).
+    #[arg(short = 'e', long = "eval", value_name = "EXPR")]
+    pub eval: Vec<String>,
 
     /// How to report the problems: with the source line on stderr, or as JSON on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]

@@ -19,6 +19,8 @@ pub enum Exit {
     ScriptFault,
     /// The deadline passed before the script finished.
     Deadline,
+    /// `wait`: the budget (`--for`) ended before the targets were healthy.
+    TimedOut,
     /// The command line was wrong.
     Usage,
     /// SIGTERM arrived before the script finished (the pod is stopping, or someone ran `kill`).
@@ -27,13 +29,14 @@ pub enum Exit {
 
 impl Exit {
     /// Every outcome, in code order (for documentation and tests).
-    pub const ALL: [Exit; 7] = [
+    pub const ALL: [Exit; 8] = [
         Exit::Healthy,
         Exit::Unhealthy,
         Exit::CheckError,
         Exit::ScriptFault,
         Exit::Deadline,
         Exit::Usage,
+        Exit::TimedOut,
         Exit::Terminated,
     ];
 
@@ -46,6 +49,8 @@ impl Exit {
             Exit::Deadline => 4,
             // sysexits.h EX_USAGE, the conventional code for a bad command line.
             Exit::Usage => 64,
+            // What timeout(1), wait-for-it and wait4x exit with when time ran out.
+            Exit::TimedOut => 124,
             // 128 + SIGTERM, what a shell reports for a process that SIGTERM ended.
             Exit::Terminated => 143,
         }
@@ -60,6 +65,7 @@ impl Exit {
             Exit::ScriptFault => "script fault",
             Exit::Deadline => "deadline",
             Exit::Usage => "usage",
+            Exit::TimedOut => "timed out",
             Exit::Terminated => "terminated",
         }
     }
@@ -73,6 +79,7 @@ impl Exit {
             Exit::ScriptFault => "script-fault",
             Exit::Deadline => "deadline",
             Exit::Usage => "usage",
+            Exit::TimedOut => "timed-out",
             Exit::Terminated => "terminated",
         }
     }
@@ -81,7 +88,7 @@ impl Exit {
     pub fn from_key(key: &str) -> Option<Exit> {
         Exit::ALL
             .into_iter()
-            .filter(|e| !matches!(e, Exit::Usage | Exit::Terminated))
+            .filter(|e| !matches!(e, Exit::Usage | Exit::Terminated | Exit::TimedOut))
             .find(|e| e.key() == key)
     }
 
@@ -95,6 +102,7 @@ impl Exit {
             }
             Exit::Deadline => "deadline: the deadline passed before the script finished",
             Exit::Usage => "usage: bad command line",
+            Exit::TimedOut => "timed out: wait's --for ended before the targets were healthy",
             Exit::Terminated => "terminated: SIGTERM arrived before the script finished",
         }
     }
@@ -119,7 +127,7 @@ mod tests {
     #[test]
     fn codes_are_the_documented_ones() {
         let codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
-        assert_eq!(codes, [0, 1, 2, 3, 4, 64, 143]);
+        assert_eq!(codes, [0, 1, 2, 3, 4, 64, 124, 143]);
     }
 
     #[test]

@@ -19,5 +19,7 @@ pub mod redact;
 pub mod report;
 pub mod serve;
 pub mod signals;
+pub mod target;
 pub mod testing;
 pub mod trace;
+pub mod wait;

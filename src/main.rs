@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Test(args) => test(args),
         Command::Install(args) => return install(&args.dir),
+        Command::Wait(args) => rhai_probe::wait::run(args),
         Command::Serve(args) => return rhai_probe::serve::run(args),
         Command::Functions(args) => {
             print!("{}", host::reference(args.format));
@@ -106,12 +107,20 @@ fn run(args: RunArgs, explain: bool) -> Exit {
     let reporter = Reporter {
         format: args.format,
         explain,
-        source: probe::display_name(&args.script),
+        source: match (&args.eval, &args.script) {
+            (Some(_), _) | (None, None) => probe::EVAL.into(),
+            (None, Some(path)) => probe::display_name(path),
+        },
         deadline_ms: deadline.limit().as_secs_f64() * 1e3,
     };
     spawn_watchdog(deadline, reporter.clone(), trace.clone());
 
-    let script = match probe::load(&args.script) {
+    let loaded = match (&args.eval, &args.script) {
+        (Some(text), _) => Ok(probe::inline(text)),
+        (None, Some(path)) => probe::load(path),
+        (None, None) => unreachable!("clap requires a script or -e"),
+    };
+    let script = match loaded {
         Ok(script) => script,
         Err(mut verdict) => {
             verdict.elapsed = deadline.elapsed();
@@ -266,12 +275,24 @@ fn check(args: CheckArgs) -> Exit {
     let vars = vars(&args.vars);
     let mut failed = 0;
     let mut reports = Vec::new();
-    for path in &args.scripts {
-        let (name, problems, text) = match probe::check(path, &vars) {
+    let scripts = args
+        .scripts
+        .iter()
+        .map(|p| (probe::display_name(p), probe::load(p)))
+        .chain(
+            args.eval
+                .iter()
+                .map(|e| (probe::EVAL.to_string(), Ok(probe::inline(e)))),
+        );
+    for (shown, loaded) in scripts {
+        let checked = loaded
+            .map_err(|v| Box::new((v, None)))
+            .and_then(|script| probe::check_script(script, &vars));
+        let (name, problems, text) = match checked {
             Ok((script, ast)) => (script.name.clone(), lint::lint(&ast), Some(script.text)),
             Err(failure) => {
                 let (verdict, script) = *failure;
-                let name = probe::display_name(path);
+                let name = shown;
                 match (verdict.diagnostic, script) {
                     (Some(d), Some(s)) => (s.name, vec![*d], Some(s.text)),
                     _ => (
@@ -298,7 +319,7 @@ fn check(args: CheckArgs) -> Exit {
         }
         reports.push((name, problems));
     }
-    let total = args.scripts.len();
+    let total = args.scripts.len() + args.eval.len();
     if args.format == Format::Json {
         println!("{}", report::check_report(&reports));
     } else if failed == 0 {

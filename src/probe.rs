@@ -50,15 +50,35 @@ impl Verdict {
     fn with_diagnostic(exit: Exit, source: &str, d: Diagnostic) -> Self {
         let reason = match exit {
             // A failed check reads best as "what failed (where)".
-            Exit::CheckError if d.pos.is_known() => {
-                format!("{} ({})", d.message, location(source, d.pos))
-            }
+            Exit::CheckError if d.pos.is_known() => format!("{}{}", d.message, at(source, d.pos)),
             _ => d.one_line(source),
         };
         Verdict {
             diagnostic: Some(Box::new(d)),
             ..Verdict::new(exit, reason)
         }
+    }
+}
+
+/// ` (probe.rhai:3:9)`, where a reason says where; nothing for a URL target, whose one generated
+/// call has no line a person wrote.
+fn at(source: &str, pos: Pos) -> String {
+    if crate::target::is_target_name(source) {
+        String::new()
+    } else {
+        format!(" ({})", location(source, pos))
+    }
+}
+
+/// The name of an inline script (`-e EXPR`) in every message: `<eval>:1:9`.
+pub const EVAL: &str = "<eval>";
+
+/// A script given on the command line (`-e EXPR`).
+pub fn inline(text: &str) -> Script {
+    crate::redact::remember_in_source(text);
+    Script {
+        name: EVAL.into(),
+        text: text.to_string(),
     }
 }
 
@@ -75,6 +95,16 @@ pub fn display_name(path: &Path) -> String {
 /// dropped and a `#!` first line is kept as a comment, so positions match the file.
 pub fn load(path: &Path) -> Result<Script, Verdict> {
     let name = display_name(path);
+    if let Some(generated) = crate::target::script_for(path) {
+        // A URL target: its one call is the script (src/target.rs).
+        return match generated {
+            Ok(text) => {
+                crate::redact::remember_in_source(&text);
+                Ok(Script { name, text })
+            }
+            Err(message) => Err(fault(crate::redact::scrub(&message).into_owned())),
+        };
+    }
     let reader: Box<dyn Read> = if path.as_os_str() == "-" {
         Box::new(std::io::stdin())
     } else {
@@ -234,10 +264,10 @@ fn judge(source: &str, value: Dynamic, trace: &Trace) -> Verdict {
         .filter(|c| !c.passed)
         .map(|c| {
             format!(
-                "check {:?} failed: {} ({})",
+                "check {:?} failed: {}{}",
                 c.name,
                 t.explain(c),
-                location(source, c.pos)
+                at(source, c.pos)
             )
         })
         .collect();
@@ -249,6 +279,13 @@ fn judge(source: &str, value: Dynamic, trace: &Trace) -> Verdict {
     };
     let mut verdict = if passed && failed.is_empty() {
         let reason = match t.checks.len() {
+            // A URL target's one call says what was checked: `TCP db:5432 -> connected`.
+            0 if crate::target::is_target_name(source) && !t.calls.is_empty() => t
+                .calls
+                .iter()
+                .map(|c| c.short())
+                .collect::<Vec<_>>()
+                .join(", "),
             0 => format!("{source} returned true"),
             n => {
                 let names: Vec<&str> = t.checks.iter().map(|c| c.name.as_str()).collect();
@@ -267,7 +304,7 @@ fn judge(source: &str, value: Dynamic, trace: &Trace) -> Verdict {
             .calls
             .iter()
             .filter(|c| c.failed())
-            .map(|c| format!("{} ({})", c.short(), location(source, c.pos)))
+            .map(|c| format!("{}{}", c.short(), at(source, c.pos)))
             .collect();
         let reason = if !failed_calls.is_empty() {
             failed_calls.join(", ")
@@ -344,7 +381,7 @@ fn is_thrown(err: &EvalAltResult) -> bool {
 pub fn deadline_verdict(source: &str, limit: Duration, during: &str, pos: Pos) -> Verdict {
     let mut reason = format!("the {} deadline passed {during}", human(limit));
     if pos.is_known() {
-        reason.push_str(&format!(" ({})", location(source, pos)));
+        reason.push_str(&at(source, pos));
     }
     Verdict::new(Exit::Deadline, reason)
 }
@@ -353,7 +390,7 @@ pub fn deadline_verdict(source: &str, limit: Duration, during: &str, pos: Pos) -
 pub fn terminated_verdict(source: &str, during: &str, pos: Pos) -> Verdict {
     let mut reason = format!("SIGTERM arrived {during}");
     if pos.is_known() {
-        reason.push_str(&format!(" ({})", location(source, pos)));
+        reason.push_str(&at(source, pos));
     }
     Verdict::new(Exit::Terminated, reason)
 }
@@ -366,6 +403,15 @@ pub fn check(
     vars: &rhai::Map,
 ) -> Result<(Script, AST), Box<(Verdict, Option<Script>)>> {
     let script = load(path).map_err(|v| Box::new((v, None)))?;
+    check_script(script, vars)
+}
+
+/// Compile a loaded script without running it.
+#[allow(clippy::type_complexity)]
+pub fn check_script(
+    script: Script,
+    vars: &rhai::Map,
+) -> Result<(Script, AST), Box<(Verdict, Option<Script>)>> {
     let host = Host::new(
         Deadline::start(Duration::from_secs(1)),
         Trace::default(),

@@ -1111,3 +1111,45 @@ fn logs_go_where_run_sends_them() {
         "-q: nothing but errors"
     );
 }
+
+#[test]
+fn a_probe_can_be_a_url_target() {
+    let peer = Peer::start();
+    let server = Server::start(&[
+        "--probe",
+        &format!("web={}", peer.url()),
+        "--probe",
+        "db=tcp://127.0.0.1:5432",
+        "--cache",
+        "0",
+    ]);
+    let reply = server.get("/probe/web");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(
+        reply
+            .body
+            .starts_with(&format!("healthy: GET {} -> 200", peer.url())),
+        "{}",
+        reply.body
+    );
+    peer.status.store(503, Ordering::SeqCst);
+    let reply = server.get("/probe/web");
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert!(
+        reply
+            .body
+            .starts_with(&format!("unhealthy: GET {} -> 503 in ", peer.url())),
+        "{}",
+        reply.body
+    );
+    let reply = server.get("/probe/db");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(
+        reply
+            .body
+            .starts_with("healthy: TCP 127.0.0.1:5432 -> connected"),
+        "{}",
+        reply.body
+    );
+    server.finish();
+}

@@ -222,7 +222,7 @@ fn help_for_run_and_for_the_whole_command() {
     assert_eq!(run.status.code(), Some(0));
     let text = String::from_utf8_lossy(&run.stdout);
     for part in [
-        "Usage: rhai-probe run [OPTIONS] <SCRIPT>",
+        "Usage: rhai-probe run [OPTIONS] <SCRIPT|--eval <EXPR>>",
         "--timeout <DURATION>",
         "--var <NAME=VALUE>",
         "Exit codes:",
@@ -232,7 +232,17 @@ fn help_for_run_and_for_the_whole_command() {
     }
     let all = Command::new(BIN).arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&all.stdout);
-    for sub in ["run", "explain", "test", "check", "functions", "install"] {
+    for sub in [
+        "run",
+        "explain",
+        "test",
+        "check",
+        "wait",
+        "functions",
+        "defs",
+        "install",
+        "serve",
+    ] {
         assert!(text.contains(&format!("\n  {sub} ")), "{sub} not in {text}");
     }
 }

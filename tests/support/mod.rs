@@ -330,6 +330,11 @@ impl Probe {
     }
 
     pub fn run(self) -> Run {
+        self.run_with_pid().0
+    }
+
+    /// As `run`, with the PID the binary ran as.
+    pub fn run_with_pid(self) -> (Run, u32) {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let mut args = self.args;
         let mut cmd = match self.wrapper.split_first() {
@@ -373,6 +378,7 @@ impl Probe {
         }
         let started = Instant::now();
         let mut child = cmd.spawn().unwrap();
+        let pid = child.id();
         if let Some((after, signal)) = self.signal {
             let pid = child.id() as i32;
             thread::spawn(move || {
@@ -397,14 +403,15 @@ impl Probe {
             stderr,
         } = wait_bounded(child, Duration::from_secs(30));
         drop(held);
-        Run {
+        let run = Run {
             code: status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
             elapsed: started.elapsed(),
             left_behind: carrying(&format!("RHAI_PROBE_TEST_RUN={marker}")),
             command: args.first().cloned().unwrap_or_default(),
-        }
+        };
+        (run, pid)
     }
 }
 

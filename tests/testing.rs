@@ -14,14 +14,20 @@ fn test(script: &str, cases: &str) -> support::Run {
     Probe::command(["test", &dir.join("probe.rhai").display().to_string()]).run()
 }
 
-#[test]
-fn every_shipped_script_has_cases_and_passes_them() {
+/// The example probes in scripts/, in order.
+fn shipped_scripts() -> Vec<std::path::PathBuf> {
     let mut scripts: Vec<_> = std::fs::read_dir(repo("scripts"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "rhai"))
         .collect();
     scripts.sort();
+    scripts
+}
+
+#[test]
+fn every_shipped_script_has_cases_and_passes_them() {
+    let scripts = shipped_scripts();
     assert!(scripts.len() >= 6, "{scripts:?}");
     for script in scripts {
         let cases = script.with_extension("cases.toml");
@@ -193,12 +199,7 @@ fn a_bad_cases_file_is_named_with_line_and_column() {
 #[test]
 fn init_writes_a_cases_file_that_test_accepts_for_every_shipped_script() {
     let dir = temp_dir("init");
-    let mut scripts: Vec<_> = std::fs::read_dir(repo("scripts"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rhai"))
-        .collect();
-    scripts.sort();
+    let scripts = shipped_scripts();
     for script in scripts {
         let init = Probe::command(["test", "--init", &script.display().to_string()]).run();
         assert_eq!(init.code, 0, "{}", init.output());

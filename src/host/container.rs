@@ -14,22 +14,13 @@ use std::{
 use rhai::{Dynamic, Engine, Map, NativeCallContext, INT};
 
 use super::{
-    decl::{Fails, HostFn, Key, KeyStub, Stub, Time, Type},
+    decl::{unit_key as key, Fails, HostFn, Stub, Time, Type},
     result_map, Host, HostError, RhaiResult,
 };
 use crate::trace::Outcome;
 
 pub const FUNCTIONS: &[HostFn] = &[MEMORY, CPU, CPU_USAGE_PCT];
 
-/// A key a stub may leave out: `()`, as on a machine without that figure.
-const fn key(name: &'static str, ty: Type, doc: &'static str) -> Key {
-    Key {
-        name,
-        ty,
-        doc,
-        stub: KeyStub::Unit,
-    }
-}
 
 pub const MEMORY: HostFn = HostFn {
     name: "memory",

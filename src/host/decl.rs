@@ -243,6 +243,16 @@ pub struct Key {
     pub stub: KeyStub,
 }
 
+/// A key whose stub default is `()`, as on a machine that lacks the figure.
+pub const fn unit_key(name: &'static str, ty: Type, doc: &'static str) -> Key {
+    Key {
+        name,
+        ty,
+        doc,
+        stub: KeyStub::Unit,
+    }
+}
+
 pub enum KeyStub {
     /// This TOML value.
     Value(&'static str),

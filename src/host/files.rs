@@ -6,21 +6,13 @@ use std::{ffi::CString, rc::Rc, time::SystemTime};
 use rhai::{Dynamic, Engine, Map, NativeCallContext, FLOAT, INT};
 
 use super::{
-    decl::{Fails, HostFn, Key, KeyStub, Stub, Time, Type},
+    decl::{unit_key as key, Fails, HostFn, Stub, Time, Type},
     io_reason, result_map, Host, HostError, RhaiResult,
 };
 use crate::trace::Outcome;
 
 pub const FUNCTIONS: &[HostFn] = &[DISK_USAGE, FILE_EXISTS, FILE_AGE];
 
-const fn key(name: &'static str, ty: Type, doc: &'static str) -> Key {
-    Key {
-        name,
-        ty,
-        doc,
-        stub: KeyStub::Unit,
-    }
-}
 
 pub const DISK_USAGE: HostFn = HostFn {
     name: "disk_usage",

@@ -12,9 +12,18 @@
 
 use std::{
     cell::RefCell,
-    sync::mpsc::{self, Receiver, RecvTimeoutError, Sender},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc::{self, Receiver, RecvTimeoutError, Sender},
+        Arc,
+    },
     time::Duration,
 };
+
+/// Helpers left blocked that may still be alive, at most: past this a call fails at once
+/// instead of leaving one more thread behind (a mount hung for a day, probed every 10 s, would
+/// otherwise leave thousands).
+pub const MAX_STUCK: usize = 4;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -24,27 +33,35 @@ pub struct Helper {
     jobs: RefCell<Option<Sender<Job>>>,
     /// Helpers abandoned so far, for the log and tests.
     abandoned: RefCell<usize>,
+    /// Helper threads alive: the current one and those still blocked.
+    alive: Arc<AtomicUsize>,
 }
 
 impl Helper {
-    /// Run `body` on the helper, waiting at most `budget`. `None` when it did not answer in
-    /// time (or the helper could not be started): the call is abandoned.
+    /// Run `body` on the helper, waiting at most `budget`. `Err(None)` when it did not answer in
+    /// time (or the helper could not be started): the call is abandoned; `Err(Some(reason))`
+    /// when too many earlier ones are still blocked to start another.
     pub fn run<T: Send + 'static>(
         &self,
         budget: Duration,
         body: impl FnOnce() -> T + Send + 'static,
-    ) -> Option<T> {
+    ) -> Result<T, Option<String>> {
         let (tx, rx) = mpsc::sync_channel(1);
         let job: Job = Box::new(move || {
             let _ = tx.send(body());
         });
         let mut jobs = self.jobs.borrow_mut();
         if jobs.is_none() {
-            *jobs = spawn();
+            if self.alive.load(Ordering::SeqCst) >= MAX_STUCK {
+                return Err(Some(format!(
+                    "{MAX_STUCK} earlier reads of /proc, a cgroup or a file are still blocked in the kernel (a hung mount?); not starting another"
+                )));
+            }
+            *jobs = spawn(self.alive.clone());
         }
-        jobs.as_ref()?.send(job).ok()?;
+        jobs.as_ref().ok_or(None)?.send(job).map_err(|_| None)?;
         match rx.recv_timeout(budget) {
-            Ok(value) => Some(value),
+            Ok(value) => Ok(value),
             Err(RecvTimeoutError::Timeout) => {
                 // Still blocked: leave it. Dropping the sender ends it once the kernel returns.
                 *jobs = None;
@@ -53,11 +70,11 @@ impl Helper {
                     "a filesystem or /proc read did not return before the deadline; its thread \
                      is left behind (a hung mount?)"
                 );
-                None
+                Err(None)
             }
             Err(RecvTimeoutError::Disconnected) => {
                 *jobs = None;
-                None
+                Err(None)
             }
         }
     }
@@ -67,17 +84,24 @@ impl Helper {
     }
 }
 
-fn spawn() -> Option<Sender<Job>> {
+fn spawn(alive: Arc<AtomicUsize>) -> Option<Sender<Job>> {
     let (tx, rx): (Sender<Job>, Receiver<Job>) = mpsc::channel();
-    std::thread::Builder::new()
+    alive.fetch_add(1, Ordering::SeqCst);
+    let counted = alive.clone();
+    let spawned = std::thread::Builder::new()
         .name("local calls".into())
         .stack_size(256 * 1024)
         .spawn(move || {
             while let Ok(job) = rx.recv() {
                 job();
             }
-        })
-        .ok()?;
+            // The sender is gone (abandoned, or the probe removed) and the last job returned.
+            counted.fetch_sub(1, Ordering::SeqCst);
+        });
+    if spawned.is_err() {
+        alive.fetch_sub(1, Ordering::SeqCst);
+        return None;
+    }
     Some(tx)
 }
 
@@ -89,15 +113,44 @@ mod tests {
     #[test]
     fn a_blocked_call_is_abandoned_at_the_budget_and_the_next_one_runs() {
         let helper = Helper::default();
-        assert_eq!(helper.run(Duration::from_secs(5), || 7), Some(7));
+        assert_eq!(helper.run(Duration::from_secs(5), || 7), Ok(7));
         let started = Instant::now();
         let (release, blocked) = mpsc::channel::<()>();
         let got = helper.run(Duration::from_millis(100), move || blocked.recv().is_ok());
-        assert_eq!(got, None);
+        assert_eq!(got, Err(None));
         assert!(started.elapsed() < Duration::from_secs(2));
         assert_eq!(helper.abandoned(), 1);
         // A new helper answers while the old one is still blocked.
-        assert_eq!(helper.run(Duration::from_secs(5), || 8), Some(8));
+        assert_eq!(helper.run(Duration::from_secs(5), || 8), Ok(8));
         drop(release);
+    }
+
+    #[test]
+    fn at_most_a_few_blocked_helpers_are_left_behind() {
+        let helper = Helper::default();
+        let (release, blocked) = mpsc::channel::<()>();
+        let blocked = Arc::new(std::sync::Mutex::new(blocked));
+        for _ in 0..MAX_STUCK {
+            let b = blocked.clone();
+            let got = helper.run(Duration::from_millis(50), move || {
+                b.lock().map(|r| r.recv().is_ok()).ok()
+            });
+            assert_eq!(got, Err(None));
+        }
+        // MAX_STUCK threads are blocked (one holds the lock and waits, the others wait for it).
+        let started = Instant::now();
+        let refused = helper.run(Duration::from_secs(5), || 9);
+        assert!(
+            matches!(refused, Err(Some(ref m)) if m.contains("still blocked")),
+            "{refused:?}"
+        );
+        assert!(started.elapsed() < Duration::from_millis(500));
+        // Once they return, calls run again.
+        drop(release);
+        let again = (0..100).find_map(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            helper.run(Duration::from_secs(5), || 10).ok()
+        });
+        assert_eq!(again, Some(10));
     }
 }

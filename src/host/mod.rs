@@ -150,11 +150,14 @@ impl Host {
         let index = self.trace.begin(f.name, what.clone(), position.into());
         let started = Instant::now();
         let result = match &self.local {
-            Some(helper) => helper.run(budget, body),
-            None => Some(body()),
+            Some(helper) => match helper.run(budget, body) {
+                Ok(result) => result,
+                // It did not answer before the deadline and is left behind.
+                Err(None) => Err(HostError::Transport(DEADLINE_PASSED.into())),
+                Err(Some(reason)) => Err(HostError::Transport(reason)),
+            },
+            None => body(),
         };
-        // `None`: the helper did not answer before the deadline; it is left behind.
-        let result = result.unwrap_or(Err(HostError::Transport("deadline passed".into())));
         self.finish(f, index, &what, position, started, result)
     }
 

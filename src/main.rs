@@ -116,9 +116,15 @@ fn run(args: RunArgs, explain: bool) -> Exit {
     spawn_watchdog(deadline, reporter.clone(), trace.clone());
 
     let loaded = match (&args.eval, &args.script) {
-        (Some(text), _) => Ok(probe::inline(text)),
+        (Some(_), Some(_)) | (None, None) => {
+            eprintln!(
+                "error: give a SCRIPT (a path, - or a URL target) or -e EXPR, one of them\n\nUsage: rhai-probe {} [OPTIONS] <SCRIPT|--eval <EXPR>>\n\nFor more information, try '--help'.",
+                if explain { "explain" } else { "run" }
+            );
+            return Exit::Usage;
+        }
+        (Some(text), None) => Ok(probe::inline(text)),
         (None, Some(path)) => probe::load(path),
-        (None, None) => unreachable!("clap requires a script or -e"),
     };
     let script = match loaded {
         Ok(script) => script,

@@ -99,6 +99,20 @@ fn a_script_fault_ends_the_wait_at_once_with_eval_positions() {
     let run = Probe::command(["wait", "-e", "htp_get(\"x\").ok", "--for", "30s"]).run();
     run.expect(3, "<eval>:1:1: unknown function htp_get");
     assert!(run.elapsed < Duration::from_secs(3), "{:?}", run.elapsed);
+    // run needs a script or -e, one of them: a bad command line otherwise.
+    for args in [
+        vec!["run"],
+        vec!["run", "x.rhai", "-e", "true"],
+        vec!["explain"],
+    ] {
+        let run = Probe::command(args.clone()).run();
+        assert_eq!(run.code, 64, "{args:?}: {}", run.output());
+        assert!(
+            run.stderr.contains("<SCRIPT|--eval <EXPR>>"),
+            "{}",
+            run.stderr
+        );
+    }
     // And in run, explain and check.
     Probe::command(["run", "-e", "true && "])
         .run()

@@ -235,26 +235,37 @@ hyperfine -N -i --warmup 3 --runs $((runs > 50 ? 50 : runs)) --export-markdown "
 "$python" scripts/bench/serve.py "$bin" "$work" "$quick" > "$work/serve.md"
 { echo; cat "$work/serve.md"; } >> "$out"
 # `wait`: the CPU a waiting process uses, against a port nothing listens on (every attempt fails),
-# one attempt a second.
+# one attempt a second. Two waits of different lengths, each child's own CPU from wait4 (not
+# /usr/bin/time's 10 ms ticks); the difference over the difference in attempts is the cost of an
+# attempt without the process start.
 closed=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-wait_for=$((quick ? 3 : 30))
-/usr/bin/time -f "%U %S" -o "$work/wait.time" "$bin" wait "tcp://127.0.0.1:$closed" --for "${wait_for}s" \
-  --interval 1s --max-interval 1s > "$work/wait.out" 2>/dev/null || [ $? -eq 124 ] || { log "wait did not time out"; exit 1; }
-attempts=$(sed -n 's/.*, \([0-9]*\) attempts).*/\1/p' "$work/wait.out")
-read -r wait_user wait_sys < <(tail -n 1 "$work/wait.time")
-"$python" - "$wait_user" "$wait_sys" "$attempts" "$wait_for" >> "$out" <<'PY'
-import sys
-user, sys_, attempts, secs = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-cpu = (user + sys_) * 1e3
+"$python" - "$bin" "$closed" "$quick" >> "$out" <<'PY'
+import os, re, sys
+bin, port, quick = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+def wait(secs):
+    r, w = os.pipe()
+    null = os.open(os.devnull, os.O_WRONLY)
+    argv = [bin, "wait", f"tcp://127.0.0.1:{port}", "--for", f"{secs}s", "--interval", "1s", "--max-interval", "1s"]
+    pid = os.posix_spawn(bin, argv, os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, null, 2)])
+    os.close(w)
+    out = os.read(r, 65536).decode()
+    _, status, usage = os.wait4(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 124:
+        sys.exit(f"bench: wait did not time out: {out}")
+    attempts = int(re.search(r", (\d+) attempts?\)", out).group(1))
+    return attempts, (usage.ru_utime + usage.ru_stime) * 1e3
+short, long = (2, 5) if quick else (3, 33)
+(a1, c1), (a2, c2) = wait(short), wait(long)
+per = (c2 - c1) / max(a2 - a1, 1)
 print(f"""
 ## Waiting (`rhai-probe wait`)
 
-`rhai-probe wait tcp://127.0.0.1:PORT --for {secs}s --interval 1s --max-interval 1s` against a port
-nothing listens on, so every attempt fails and the wait runs to its end (exit 124): {attempts}
-attempts, {cpu:.0f} ms of CPU in all (user and system, `/usr/bin/time`, whose resolution is 10 ms):
-about {cpu / max(attempts, 1):.2f} ms per attempt and {cpu / secs * 60:.0f} ms per minute of waiting at one
-attempt a second (the default interval doubles to 10 s, a sixth of that). Between attempts the
-process sleeps.
+`rhai-probe wait tcp://127.0.0.1:PORT --for Ns --interval 1s --max-interval 1s` against a port
+nothing listens on, so every attempt fails and the wait runs to its end (exit 124). {short} s: {a1}
+attempts, {c1:.2f} ms of CPU (user and system of that process, wait4); {long} s: {a2} attempts,
+{c2:.2f} ms. An attempt costs about {per:.2f} ms of CPU, so a minute of waiting at one attempt a
+second about {per * 60:.0f} ms (the default interval doubles to 10 s: a sixth of that); between
+attempts the process sleeps.
 """)
 PY
 log "wrote $out"

@@ -98,10 +98,8 @@ pub fn load(path: &Path) -> Result<Script, Verdict> {
     if let Some(generated) = crate::target::script_for(path) {
         // A URL target: its one call is the script (src/target.rs).
         return match generated {
-            Ok(text) => {
-                crate::redact::remember_in_source(&text);
-                Ok(Script { name, text })
-            }
+            // Its one credential, the target's, was remembered when `name` masked it.
+            Ok(text) => Ok(Script { name, text }),
             Err(message) => Err(fault(crate::redact::scrub(&message).into_owned())),
         };
     }

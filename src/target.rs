@@ -80,15 +80,20 @@ pub fn script_for(path: &Path) -> Option<Result<String, String>> {
     {
         return None;
     }
-    let lower = text.to_ascii_lowercase();
-    Some(match SCHEMES.iter().find(|s| lower.starts_with(s.scheme)) {
-        Some(s) => (s.script)(text),
-        None => Err(format!(
-            "{scheme}:// is not a scheme rhai-probe checks, and no file has this name; \
+    let prefix = &text[..scheme.len() + 3];
+    Some(
+        match SCHEMES
+            .iter()
+            .find(|s| s.scheme.eq_ignore_ascii_case(prefix))
+        {
+            Some(s) => (s.script)(text),
+            None => Err(format!(
+                "{scheme}:// is not a scheme rhai-probe checks, and no file has this name; \
                  targets are {}",
-            schemes()
-        )),
-    })
+                schemes()
+            )),
+        },
+    )
 }
 
 /// `"…"`: a Rhai string literal holding `text` as it is.

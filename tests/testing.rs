@@ -237,3 +237,19 @@ fn a_stub_gets_ok_by_kubelets_rule() {
     assert_eq!(run.code, 0, "{}", run.output());
     assert_eq!(run.stdout.matches("ok    ").count(), 4, "{}", run.stdout);
 }
+
+#[test]
+fn raises_answers_as_production_would() {
+    // tcp_open answers a refused port with false and the reason; http_get throws. A stub's
+    // `raises` does what the real function does.
+    let run = test(
+        "check(\"db\", tcp_open(\"db\", 5432));\ncheck(\"api\", || http_get(\"http://api/\").ok);",
+        "[[case]]\nname = \"both down\"\nexpect = \"unhealthy\"\nreason = 'check \"db\" failed: tcp_open(\"db\", 5432) -> connection refused'\n[[case.calls]]\nfn = \"tcp_open\"\nraises = \"connection refused\"\n[[case.calls]]\nfn = \"http_get\"\nraises = \"connection refused\"\n\n[[case]]\nname = \"outside a check, tcp_open is false, not an error\"\nexpect = \"unhealthy\"\nstubs.http_get = { status = 200 }\n[[case.calls]]\nfn = \"tcp_open\"\nraises = \"connection refused\"\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.output());
+    let run = test(
+        "tcp_open(\"db\", 5432)",
+        "[[case]]\nname = \"refused\"\nexpect = \"unhealthy\"\nreason = \"connection refused\"\n[[case.calls]]\nfn = \"tcp_open\"\nraises = \"connection refused\"\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.output());
+}

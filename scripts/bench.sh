@@ -3,8 +3,10 @@
 #   scripts/bench.sh           -> docs/benchmarks.md (200 runs per command; a few minutes)
 #   scripts/bench.sh --quick   -> target/benchmarks-quick.md (5 runs; what CI runs so this cannot rot)
 # Installs what it needs from Debian when missing (hyperfine, valgrind, nginx, curl, netcat, time,
-# wrk, the PostgreSQL and MariaDB clients, python3-requests), builds the static binary if needed, and
-# starts its own peers on loopback: nginx answering /health on 127.0.0.1:80 and [::1]:80 (the
+# wrk, the PostgreSQL and MariaDB clients, python3-requests) and, into target/bench-venv, the
+# Python clients pika and nats-py from PyPI; builds the static binary if needed, and starts its
+# own peers on loopback (besides the machine's RabbitMQ, which test-services.sh starts): a private
+# nats-server, nginx answering /health on 127.0.0.1:80 and [::1]:80 (the
 # Python script's URL is http://localhost/health, and it runs unchanged), a private PostgreSQL with
 # scram-sha-256 passwords and TLS (as Debian configures one), and a password account on the local
 # MariaDB. Everything it starts is stopped on exit. Run as root.
@@ -32,6 +34,14 @@ if ((${#need[@]})); then
   rm -f /usr/sbin/policy-rc.d
 fi
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
+# The brokers' Python clients, in a venv of their own (Debian's python3 takes no pip installs).
+venv=target/bench-venv
+if ! "$venv/bin/python" -c 'import pika, nats' 2>/dev/null; then
+  log "installing pika and nats-py into $venv"
+  "$python" -m venv "$venv" 2>/dev/null || { apt-get install -y -qq python3-venv >/dev/null && /usr/bin/python3 -m venv "$venv"; }
+  "$venv/bin/pip" install -q pika nats-py
+fi
+venv_python=$(realpath "$venv/bin/python")
 
 scripts/test-services.sh
 bin=target/x86_64-unknown-linux-musl/release/rhai-probe
@@ -43,6 +53,7 @@ work=$(mktemp -d /tmp/rhai-probe-bench.XXXXXX)
 chmod 755 "$work"
 cleanup() {
   [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null
+  [ -n "${nats_pid:-}" ] && kill "$nats_pid" 2>/dev/null
   stop_private_pg "$work"
   rm -rf "$work"
 }
@@ -72,6 +83,25 @@ curl -sf -o /dev/null http://localhost/health || { log "nginx did not answer"; e
 
 private_pg "$work" bench-pg-pw
 
+nats_port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+nats-server -a 127.0.0.1 -p "$nats_port" >/dev/null 2>&1 & nats_pid=$!
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.1; done
+amqp_url=amqp://guest:guest@127.0.0.1:5672/
+nats_url=nats://127.0.0.1:$nats_port
+# The same checks in Python: a login that opens the vhost and closes; CONNECT, PING/PONG (flush).
+cat > "$work/amqp_check.py" <<EOF
+import pika
+pika.BlockingConnection(pika.URLParameters("$amqp_url")).close()
+EOF
+cat > "$work/nats_check.py" <<EOF
+import asyncio, nats
+async def main():
+    nc = await nats.connect("$nats_url", allow_reconnect=False)
+    await nc.flush()
+    await nc.close()
+asyncio.run(main())
+EOF
+
 my_password=bench-my-pw
 mariadb -uroot -e "CREATE USER IF NOT EXISTS 'rhai_probe_bench'@'%' IDENTIFIED BY '$my_password';
   ALTER USER 'rhai_probe_bench'@'%' IDENTIFIED BY '$my_password'; GRANT USAGE ON *.* TO 'rhai_probe_bench'@'%'"
@@ -84,6 +114,8 @@ echo 'load_avg() / cpu_count() * 100.0 < 90.0 && http_get("http://localhost/heal
 echo 'tcp_open("127.0.0.1", 80)' > "$work/tcp.rhai"
 echo "sql_ping(\"$pg_dsn\")" > "$work/pg.rhai"
 echo "sql_ping(\"$my_dsn\")" > "$work/mysql.rhai"
+echo "amqp_ping(\"$amqp_url\")" > "$work/amqp.rhai"
+echo "nats_ping(\"$nats_url\")" > "$work/nats.rhai"
 # 200 lines, 20 named checks, each with its host calls and a little logic.
 {
   echo "// 200 lines, 20 checks"
@@ -108,7 +140,7 @@ echo "sql_ping(\"$my_dsn\")" > "$work/mysql.rhai"
 } > "$work/big.rhai"
 [ "$(wc -l < "$work/big.rhai")" -eq 200 ] || { log "big.rhai is not 200 lines"; exit 1; }
 sed "s|'/proc/1/fd/1'|'$work/python-probe.log'|" scripts/bench/liveness_probe.py > "$work/liveness_probe.py"
-for s in true article tcp pg mysql big; do
+for s in true article tcp pg mysql amqp nats big; do
   "$bin" run --timeout 5s "$work/$s.rhai" >/dev/null || [ "$s" = article ] || { log "$s.rhai fails"; "$bin" run "$work/$s.rhai"; exit 1; }
 done
 
@@ -119,6 +151,7 @@ instructions() {
 }
 cg_true=$(instructions true) cg_article=$(instructions article) cg_big=$(instructions big)
 cg_pg=$(instructions pg) cg_mysql=$(instructions mysql) cg_tcp=$(instructions tcp)
+cg_amqp=$(instructions amqp) cg_nats=$(instructions nats)
 # The same check as a URL target: it must cost no more than the script.
 cg_tcp_target=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" run --timeout 10s tcp://127.0.0.1:80 2>&1 \
   | sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
@@ -140,8 +173,8 @@ fp_curl=$(footprint "$(command -v curl)" -sf -o /dev/null http://localhost/healt
 fp_pg=$(footprint "$bin" run --timeout 10s "$work/pg.rhai")
 
 # --- spec for the runner ----------------------------------------------------------------------------
-export work bin python pgbin pg_port pg_dsn my_dsn my_password runs warmup quick
-export cg_true cg_article cg_big cg_pg cg_mysql cg_tcp cg_tcp_target fp_true fp_bintrue fp_article fp_curl fp_pg
+export work bin python venv_python pgbin pg_port pg_dsn my_dsn my_password runs warmup quick
+export cg_true cg_article cg_big cg_pg cg_mysql cg_tcp cg_tcp_target cg_amqp cg_nats fp_true fp_bintrue fp_article fp_curl fp_pg
 "$python" - > "$work/spec.json" <<'PY'
 import json, os, platform, shutil, subprocess, sys
 e = os.environ
@@ -170,6 +203,10 @@ rows = [
         {"key": "psql", "label": "psql URL -c 'select 1'", "argv": [which("psql"), e["pg_dsn"], "-qAt", "-c", "select 1"]}]},
     {"id": "mysql", "name": "MariaDB, password", "commands": [ours("mysql"),
         {"key": "mysqladmin", "label": "mysqladmin -h 127.0.0.1 -u … -p… ping", "argv": [which("mysqladmin"), "--protocol=tcp", "-h", "127.0.0.1", "-u", "rhai_probe_bench", f"-p{e['my_password']}", "ping"]}]},
+    {"id": "amqp", "name": "RabbitMQ login + vhost (AMQP 0-9-1)", "commands": [ours("amqp"),
+        {"key": "pika", "label": "python3 amqp_check.py (pika)", "argv": [e["venv_python"], f"{w}/amqp_check.py"]}]},
+    {"id": "nats", "name": "NATS CONNECT + PING", "commands": [ours("nats"),
+        {"key": "nats_py", "label": "python3 nats_check.py (nats-py)", "argv": [e["venv_python"], f"{w}/nats_check.py"]}]},
     {"id": "big", "name": "200 lines, 20 checks", "commands": [ours("big"),
         dict(ours("article"), key="article", ok_codes=[0, 1])]},
 ]
@@ -197,12 +234,16 @@ spec = {
         "curl": ver("curl --version"), "nginx": ver("nginx -v 2>&1 || /usr/sbin/nginx -v"),
         "pg_isready": ver(f"{pg_isready} --version"), "psql": ver("psql --version"),
         "mysqladmin": ver("mysqladmin --version"), "valgrind": ver("valgrind --version"),
+        "pika": ver(f"{e['venv_python']} -c 'import pika; print(pika.__version__)'"),
+        "nats-py": ver(f"{e['venv_python']} -c 'import nats; print(nats.__version__)'"),
+        "RabbitMQ": ver("rabbitmqctl -q version"), "nats-server": ver("nats-server --version"),
     },
     "rows": rows,
     "callgrind": {"`true` script": int(e["cg_true"]), "article check": int(e["cg_article"]),
                   "200 lines, 20 checks": int(e["cg_big"]), "sql_ping PostgreSQL (scram, TLS)": int(e["cg_pg"]),
                   "sql_ping MariaDB": int(e["cg_mysql"]), "TCP port open (tcp.rhai)": int(e["cg_tcp"]),
-                  "TCP port open (URL target tcp://127.0.0.1:80)": int(e["cg_tcp_target"])},
+                  "TCP port open (URL target tcp://127.0.0.1:80)": int(e["cg_tcp_target"]),
+                  "amqp_ping RabbitMQ": int(e["cg_amqp"]), "nats_ping": int(e["cg_nats"])},
     "footprint": [["`true` script", "`rhai-probe run true.rhai`", int(e["fp_true"])],
                   ["", "`/bin/true`", int(e["fp_bintrue"])],
                   ["the article's check", "`rhai-probe run article.rhai`", int(e["fp_article"])],

@@ -3,6 +3,9 @@
 #   PostgreSQL on 127.0.0.1:5432 (trust for local TCP, role root/postgres, database test)
 #   MariaDB    on 127.0.0.1:3306 (root with an empty password, database test)
 #   Redis      on 127.0.0.1:6379 (no password; the tests start private ones with passwords)
+#   RabbitMQ   on 127.0.0.1:5672 (guest/guest; the tests add a user and vhosts with rabbitmqctl)
+# and the binaries of Mosquitto (mosquitto, mosquitto_passwd), nats-server and memcached, which
+# the tests start as private servers with logins and certificates of their own,
 # plus the server binaries (initdb, postgres) the tests use to start private PostgreSQL servers
 # with password authentication, openssl for test certificates, and Debian's prometheus-client for
 # /usr/bin/python3 (the serve tests parse /metrics with its OpenMetrics parser). Idempotent; run
@@ -17,6 +20,10 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v rabbitmqctl >/dev/null 2>&1 || need+=(rabbitmq-server)
+command -v mosquitto_passwd >/dev/null 2>&1 || need+=(mosquitto)
+command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
+command -v memcached >/dev/null 2>&1 || need+=(memcached)
 /usr/bin/python3 -c 'import prometheus_client.openmetrics.parser' >/dev/null 2>&1 \
   || need+=(python3-prometheus-client)
 fresh_pg=0 fresh_my=0
@@ -71,4 +78,11 @@ if ! (redis_up) 2>/dev/null; then
   redis-server --daemonize yes --port 6379 --bind 127.0.0.1 --save "" --appendonly no >/dev/null
 fi
 wait_for Redis bash -c "$(declare -f redis_up); redis_up"
-log "PostgreSQL, MariaDB and Redis are up"
+# RabbitMQ (its Erlang node takes a few seconds to boot; `await_startup` waits for it).
+if ! rabbitmqctl -q status >/dev/null 2>&1; then
+  log "starting RabbitMQ"
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+fi
+wait_for RabbitMQ rabbitmqctl -q await_startup
+wait_for "RabbitMQ on 127.0.0.1:5672" bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672'
+log "PostgreSQL, MariaDB, Redis and RabbitMQ are up"

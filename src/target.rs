@@ -51,6 +51,30 @@ const SCHEMES: &[Scheme] = &[
         scheme: "rediss://",
         script: redis,
     },
+    Scheme {
+        scheme: "amqp://",
+        script: amqp,
+    },
+    Scheme {
+        scheme: "amqps://",
+        script: amqp,
+    },
+    Scheme {
+        scheme: "mqtt://",
+        script: mqtt,
+    },
+    Scheme {
+        scheme: "mqtts://",
+        script: mqtt,
+    },
+    Scheme {
+        scheme: "nats://",
+        script: nats,
+    },
+    Scheme {
+        scheme: "memcached://",
+        script: memcached,
+    },
 ];
 
 /// The schemes, for messages and docs: `http, https, tcp, …`.
@@ -87,6 +111,12 @@ pub fn script_for(path: &Path) -> Option<Result<String, String>> {
             .find(|s| s.scheme.eq_ignore_ascii_case(prefix))
         {
             Some(s) => (s.script)(text),
+            // NATS clients spell TLS `tls://`, but as a target alone it could mean any TLS port.
+            None if scheme.eq_ignore_ascii_case("tls") => Err(format!(
+                "{text}: a tls:// target is ambiguous; for NATS over TLS use \
+                 -e 'nats_ping(\"{text}\")' (a nats:// target speaks TLS too when the server \
+                 requires it)"
+            )),
             None => Err(format!(
                 "{scheme}:// is not a scheme rhai-probe checks, and no file has this name; \
                  targets are {}",
@@ -139,11 +169,32 @@ fn tcp(url: &str) -> Result<String, String> {
 }
 
 fn sql(url: &str) -> Result<String, String> {
-    Ok(format!("sql_ping({})", literal(url)))
+    ping("sql_ping", url)
 }
 
 fn redis(url: &str) -> Result<String, String> {
-    Ok(format!("redis_ping({})", literal(url)))
+    ping("redis_ping", url)
+}
+
+fn amqp(url: &str) -> Result<String, String> {
+    ping("amqp_ping", url)
+}
+
+fn mqtt(url: &str) -> Result<String, String> {
+    ping("mqtt_ping", url)
+}
+
+fn nats(url: &str) -> Result<String, String> {
+    ping("nats_ping", url)
+}
+
+fn memcached(url: &str) -> Result<String, String> {
+    ping("memcached_ping", url)
+}
+
+/// `function(url)`: the functions whose one argument is the URL, and whose answer is a bool.
+fn ping(function: &str, url: &str) -> Result<String, String> {
+    Ok(format!("{function}({})", literal(url)))
 }
 
 #[cfg(test)]
@@ -172,6 +223,18 @@ mod tests {
             script("REDIS://h").unwrap().unwrap(),
             "redis_ping(\"REDIS://h\")"
         );
+        assert_eq!(
+            script("amqps://u:p@mq/v").unwrap().unwrap(),
+            "amqp_ping(\"amqps://u:p@mq/v\")"
+        );
+        assert_eq!(
+            script("memcached://c").unwrap().unwrap(),
+            "memcached_ping(\"memcached://c\")"
+        );
+        assert!(script("tls://n:4222")
+            .unwrap()
+            .unwrap_err()
+            .contains("nats_ping(\"tls://n:4222\")"));
         assert!(script("tcp://db")
             .unwrap()
             .unwrap_err()

@@ -630,8 +630,9 @@ fn proxy_environment_is_ignored() {
 #[test]
 fn tls_is_verified_by_default_and_insecure_skips_it() {
     let Some(port) = tls_server() else {
-        eprintln!(
-            "SKIPPED tls_is_verified_by_default_and_insecure_skips_it: openssl is not installed"
+        support::unavailable(
+            "tls_is_verified_by_default_and_insecure_skips_it",
+            "openssl is not installed",
         );
         return;
     };

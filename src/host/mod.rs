@@ -15,13 +15,14 @@ macro_rules! host_modules {
     };
 }
 
-host_modules!(system, container, files, process, http, tcp, sql, redis, inputs, checks);
+host_modules!(system, container, files, process, http, tcp, sql, redis, broker, inputs, checks);
 
 pub mod decl;
 pub mod local;
 pub mod options;
 pub mod tls;
 pub mod values;
+pub mod wire;
 
 use std::{
     cell::{Cell, OnceCell, RefCell},

@@ -188,11 +188,16 @@ pub const FAULT_PASSWORD: &str = "fault-pw-4711";
 pub const FAULT_TOKEN: &str = "fault-tok-0815";
 
 /// Every password and token the tests hand to the binary: none may appear in any output.
-pub const TEST_SECRETS: [&str; 7] = [
+pub const TEST_SECRETS: [&str; 12] = [
     PG_PASSWORD,
     MY_PASSWORD,
     FAULT_PASSWORD,
     FAULT_TOKEN,
+    "Amqp-s3cret-pw",
+    "Mq-s3cret-pw",
+    "Nats-s3cret-pw",
+    "tok-nats-4711",
+    "Mc-s3cret-pw",
     "hunter2secret",
     "tok-abc-123",
     "sk-live-9999",
@@ -669,7 +674,66 @@ pub fn private_pg() -> &'static PrivatePg {
     })
 }
 
-fn is_root() -> bool {
+/// A server or tool a test needs is missing: in CI (`CI=true`) the test fails; elsewhere it is
+/// skipped, saying so. Returns only when skipping.
+pub fn unavailable(test: &str, what: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: {what} (CI must have it: scripts/test-services.sh installs it)");
+    }
+    eprintln!("SKIPPED {test}: {what}");
+}
+
+/// A server the tests started, killed when dropped.
+pub struct Child(pub std::process::Child, pub u16);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `command`, which listens on 127.0.0.1:`port`, and wait (at most 10 s) until it accepts.
+pub fn start(mut command: Command, port: u16) -> Child {
+    let name = format!("{:?}", command.get_program());
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{name}: {e} (scripts/test-services.sh installs it)"));
+    let mut child = Child(child, port);
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            panic!("{name} exited ({status}) before listening on {port}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{name} did not start"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, valid 2020-2100, written to `dir`
+/// as cert.pem and key.pem (readable by all: servers may drop root). Returns their paths.
+pub fn certificate_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2100, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

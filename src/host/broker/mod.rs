@@ -1,0 +1,17 @@
+//! Message brokers and caches: a login and an answer, like `sql_ping`. Each protocol is small
+//! enough to speak directly over the connection `wire` gives (plain or TLS, every read bounded
+//! by the call's budget), so none adds a client crate or a runtime.
+
+mod amqp;
+mod memcached;
+mod mqtt;
+mod nats;
+
+use super::HostFn;
+
+pub const FUNCTIONS: &[HostFn] = &[
+    amqp::AMQP_PING,
+    mqtt::MQTT_PING,
+    nats::NATS_PING,
+    memcached::MEMCACHED_PING,
+];

@@ -58,7 +58,24 @@ pub mod limits {
 /// of time, so both end as exit 4.
 pub const STOPPED_RUNNING: &str = "while the script was running";
 
+/// An engine with every host function: for `serve`, `check` and the tests.
 pub fn build(host: &Rc<Host>) -> Engine {
+    build_with(host, &|_| true)
+}
+
+/// An engine for one run of `text`, with just the host functions whose names the text contains:
+/// registering one costs a probe's start-up, whether or not it is called, so a script pays for
+/// the functions it names and nothing for the others (the brokers', say). A name can also reach
+/// a call through a function pointer made from a string (`Fn("tcp_" + "open")`): a text with
+/// `Fn` in it gets every function.
+pub fn for_script(host: &Rc<Host>, text: &str) -> Engine {
+    if text.contains("Fn") {
+        return build(host);
+    }
+    build_with(host, &|f| text.contains(f.name))
+}
+
+fn build_with(host: &Rc<Host>, wanted: &dyn Fn(&host::HostFn) -> bool) -> Engine {
     let mut engine = Engine::new_raw();
     engine.register_global_module(packages().into());
 
@@ -93,7 +110,7 @@ pub fn build(host: &Rc<Host>) -> Engine {
         log_script_output(&debugger.printed, log::Level::Debug, &line);
     });
 
-    host::register(&mut engine, host);
+    host::register(&mut engine, host, wanted);
     engine
 }
 

@@ -214,7 +214,7 @@ pub fn run(
     if let Some(host) = Rc::get_mut(&mut host) {
         host.stubs = stubs;
     }
-    let engine = engine::build(&host);
+    let engine = engine::for_script(&host, &script.text);
     let mut scope = scope_of(&host.vars);
     let verdict = match compile(&engine, &scope, script) {
         Ok(ast) => {

@@ -1383,3 +1383,15 @@ fn a_key_the_json_lacks_fails_its_check_naming_the_url_and_the_path() {
             .expect(0, "returned true");
     }
 }
+
+#[test]
+fn a_host_function_reached_through_a_pointer_made_from_a_string_is_there() {
+    // A run registers only the host functions its text names (start-up); a pointer made from
+    // a computed name must still find its function.
+    Probe::script("let f = Fn(\"cpu_\" + \"count\"); f.call() >= 1")
+        .run()
+        .expect(0, "healthy");
+    Probe::script("let check_it = |n| cpu_count() >= n; check_it.call(1)")
+        .run()
+        .expect(0, "healthy");
+}

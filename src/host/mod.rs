@@ -413,11 +413,11 @@ fn describe(f: &'static HostFn) -> serde_json::Value {
     })
 }
 
-/// Every function into the engine: the real ones, or under `rhai-probe test` the case's stubs
-/// for those that read the world.
-pub fn register(engine: &mut Engine, host: &Rc<Host>) {
+/// The functions `wanted` picks into the engine: the real ones, or under `rhai-probe test` the
+/// case's stubs for those that read the world.
+pub fn register(engine: &mut Engine, host: &Rc<Host>, wanted: &dyn Fn(&HostFn) -> bool) {
     values::install(engine, host);
-    for f in functions() {
+    for f in functions().filter(|f| wanted(f)) {
         match (&host.stubs, &f.stub) {
             (Some(stubs), decl::Stub::Answer { .. }) => {
                 crate::testing::register_stub(engine, host, stubs, f)

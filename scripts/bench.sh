@@ -41,7 +41,8 @@ if ! "$venv/bin/python" -c 'import pika, nats' 2>/dev/null; then
   "$python" -m venv "$venv" 2>/dev/null || { apt-get install -y -qq python3-venv >/dev/null && /usr/bin/python3 -m venv "$venv"; }
   "$venv/bin/pip" install -q pika nats-py
 fi
-venv_python=$(realpath "$venv/bin/python")
+# Not realpath: the venv's python is a symlink to the base interpreter, which lacks the clients.
+venv_python="$PWD/$venv/bin/python"
 
 scripts/test-services.sh
 bin=target/x86_64-unknown-linux-musl/release/rhai-probe
@@ -234,8 +235,7 @@ spec = {
         "curl": ver("curl --version"), "nginx": ver("nginx -v 2>&1 || /usr/sbin/nginx -v"),
         "pg_isready": ver(f"{pg_isready} --version"), "psql": ver("psql --version"),
         "mysqladmin": ver("mysqladmin --version"), "valgrind": ver("valgrind --version"),
-        "pika": ver(f"{e['venv_python']} -c 'import pika; print(pika.__version__)'"),
-        "nats-py": ver(f"{e['venv_python']} -c 'import nats; print(nats.__version__)'"),
+        "pika, nats-py": ver(f"{e['venv_python']} -c 'from importlib.metadata import version as v; print(v(\"pika\"), v(\"nats-py\"))'"),
         "RabbitMQ": ver("rabbitmqctl -q version"), "nats-server": ver("nats-server --version"),
     },
     "rows": rows,

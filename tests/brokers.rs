@@ -454,6 +454,12 @@ fn nats_ping_speaks_tls_after_the_greeting() {
         1,
         "TLS certificate rejected (UnknownIssuer)",
     );
+    // With no TLS option, the upgrade a nats:// URL gets verifies against the bundled roots.
+    verdict(
+        &format!("nats_ping(\"nats://app:{NATS_PASSWORD}@localhost:{port}\")"),
+        1,
+        "TLS certificate rejected (UnknownIssuer)",
+    );
     verdict(
         &format!("nats_ping(\"tls://app:wrong-nats-pw@localhost:{port}\", #{{insecure: true}})"),
         1,

@@ -133,6 +133,7 @@ pub const SERVER_NAME: Opt = Opt {
 pub const OPTIONS: &[Opt] = &[TIMEOUT, TIMEOUT_MS, INSECURE, CA_FILE, SERVER_NAME];
 
 /// The TLS options every function here takes: `insecure`, `ca_file`, `server_name`.
+#[derive(Default)]
 pub struct TlsOptions {
     pub insecure: bool,
     pub ca_file: Option<String>,
@@ -147,6 +148,11 @@ impl TlsOptions {
             ca_file: options.string("ca_file")?,
             server_name: options.string("server_name")?,
         })
+    }
+
+    /// Whether any TLS option was given.
+    fn given(&self) -> bool {
+        self.insecure || self.ca_file.is_some() || self.server_name.is_some()
     }
 
     /// The client configuration and the name to verify for `host`, built before connecting: a
@@ -221,7 +227,14 @@ pub struct Conn {
     buf: Vec<u8>,
     start: usize,
     /// TLS still to start (see [`Conn::start_tls`]), and what a plain port is called.
-    tls: Option<(TlsConfig, &'static str)>,
+    tls: Option<(Pending, &'static str)>,
+}
+
+/// TLS settings made before connecting, or (a server that may ask for TLS in its greeting,
+/// with no TLS option given) made only if it does: the bundled roots cost a plain run.
+enum Pending {
+    Ready(TlsConfig),
+    Default(String),
 }
 
 /// Connect to `host:port` (every address in turn), all of it within `budget`.
@@ -281,8 +294,14 @@ impl Conn {
     /// once ([`ping`] does it); NATS after the server's greeting.
     pub fn start_tls(&mut self) -> Result<(), String> {
         use io::ErrorKind::{ConnectionReset, InvalidData, TimedOut, UnexpectedEof, WouldBlock};
-        let Some(((config, name), plain)) = self.tls.take() else {
+        let Some((pending, plain)) = self.tls.take() else {
             return Ok(());
+        };
+        let (config, name) = match pending {
+            Pending::Ready(config) => config,
+            Pending::Default(host) => TlsOptions::default()
+                .config(&host)
+                .map_err(|(HostError::Fault(m) | HostError::Transport(m))| m)?,
         };
         let Stream::Plain(mut tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
             return Ok(());
@@ -540,14 +559,18 @@ impl Protocol {
         let timeout = options.timeout().map_err(|e| e.into_fault(name, ctx))?;
         let settings = TlsOptions::of(options).map_err(|e| e.into_fault(name, ctx))?;
         // A protocol that starts TLS after its greeting may be told to there (NATS's
-        // `tls_required`), so it has the settings ready.
-        let config = match url.tls || self.tls_after_greeting {
-            true => Some(
+        // `tls_required`): with TLS options given they are checked now; without, the default
+        // settings are made only if the server asks.
+        let config = if url.tls || (self.tls_after_greeting && settings.given()) {
+            Some(Pending::Ready(
                 settings
                     .config(&url.host)
                     .map_err(|e| e.into_fault(name, ctx))?,
-            ),
-            false => None,
+            ))
+        } else if self.tls_after_greeting {
+            Some(Pending::Default(url.host.clone()))
+        } else {
+            None
         };
         let shown = self.shown(text);
         host.call(

@@ -5,7 +5,8 @@
 #   Redis      on 127.0.0.1:6379 (no password; the tests start private ones with passwords)
 #   RabbitMQ   on 127.0.0.1:5672 (guest/guest; the tests add a user and vhosts with rabbitmqctl)
 # and the binaries of Mosquitto (mosquitto, mosquitto_passwd), nats-server and memcached, which
-# the tests start as private servers with logins and certificates of their own,
+# the tests start as private servers with logins and certificates of their own; a Docker engine
+# (scripts/docker.sh);
 # plus the server binaries (initdb, postgres) the tests use to start private PostgreSQL servers
 # with password authentication, openssl for test certificates, and Debian's prometheus-client for
 # /usr/bin/python3 (the serve tests parse /metrics with its OpenMetrics parser). Idempotent; run
@@ -85,4 +86,6 @@ if ! rabbitmqctl -q status >/dev/null 2>&1; then
 fi
 wait_for RabbitMQ rabbitmqctl -q await_startup
 wait_for "RabbitMQ on 127.0.0.1:5672" bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672'
+# A Docker engine for tests/docker.rs: no bridge, no iptables rules (scripts/docker.sh).
+"$(dirname "$0")/docker.sh"
 log "PostgreSQL, MariaDB, Redis and RabbitMQ are up"

@@ -92,10 +92,14 @@ fn the_dockerfile_ships_what_the_build_script_builds() {
         script.contains("bin=$out_dir/$target/release/rhai-probe"),
         "{script}"
     );
+    // Both sources of the binary take what build-static.sh writes (tests/docker.rs builds the
+    // `prebuilt` one and runs it).
     assert!(
-        dockerfile.contains(&format!(
-            "COPY --from=build /src/{built} /usr/local/bin/rhai-probe"
-        )),
+        dockerfile.contains(&format!("&& cp {built} /out/")),
+        "{dockerfile}"
+    );
+    assert!(
+        dockerfile.contains(&format!("COPY {built} /out/rhai-probe")),
         "{dockerfile}"
     );
     let final_stage = dockerfile.rsplit("\nFROM ").next().unwrap();
@@ -106,7 +110,10 @@ fn the_dockerfile_ships_what_the_build_script_builds() {
         "{final_stage}"
     );
     // The image's scripts are the example scripts, and they exist.
-    assert!(final_stage.contains("COPY --from=build /src/scripts/*.rhai"));
+    assert!(final_stage.contains("COPY --from=binary /out/rhai-probe /usr/local/bin/rhai-probe"));
+    assert!(final_stage.contains("COPY --from=binary /out/scripts/ /usr/share/rhai-probe/scripts/"));
+    assert!(dockerfile.contains("&& cp scripts/*.rhai /out/scripts/"));
+    assert!(dockerfile.contains("COPY scripts/*.rhai /out/scripts/"));
     assert!(std::fs::read_dir(repo("scripts"))
         .unwrap()
         .flatten()

@@ -214,18 +214,10 @@ fn dns_names_resolve_or_throw_with_the_name() {
 }
 
 /// A private redis-server with a password, stopped when dropped.
-struct Redis(Child, u16);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn private_redis(password: &str) -> Redis {
+fn private_redis(password: &str) -> support::Child {
     let port = closed_port();
-    let child = Command::new("redis-server")
+    let mut command = Command::new("redis-server");
+    command
         .args([
             "--port",
             &port.to_string(),
@@ -236,22 +228,8 @@ fn private_redis(password: &str) -> Redis {
             "--appendonly",
             "no",
         ])
-        .args(["--requirepass", password])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect(
-            "redis-server (Debian's redis-server package; scripts/test-services.sh installs it)",
-        );
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "redis-server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Redis(child, port)
+        .args(["--requirepass", password]);
+    support::start(command, port)
 }
 
 #[test]

@@ -144,27 +144,58 @@ fn wait_health(container: &str, want: &str, limit: Duration) -> Duration {
 }
 
 #[test]
-fn healthcheck_exec_form_follows_the_service() {
-    if !image("healthcheck_exec_form_follows_the_service") {
+fn healthcheck_exec_form_follows_the_service_with_a_script_file() {
+    if !image("healthcheck_exec_form_follows_the_service_with_a_script_file") {
         return;
     }
+    healthcheck("file", |port, state| {
+        std::fs::write(
+            state.join("health.rhai"),
+            format!(
+                "check(\"app\", http_get(\"http://127.0.0.1:{port}/probe/app\").status == 200)\n"
+            ),
+        )
+        .unwrap();
+        "\"/state/health.rhai\"".into()
+    });
+}
+
+#[test]
+fn healthcheck_exec_form_follows_the_service_with_eval() {
+    if !image("healthcheck_exec_form_follows_the_service_with_eval") {
+        return;
+    }
+    healthcheck("eval", |port, _| {
+        format!(
+            "\"-e\", \"check(\\\"app\\\", http_get(\\\"http://127.0.0.1:{port}/probe/app\\\").status == 200)\""
+        )
+    });
+}
+
+/// A HEALTHCHECK whose `run` arguments `args` gives (JSON array items), on the serve container.
+fn healthcheck(form: &str, args: impl Fn(u16, &Path) -> String) {
     let port = closed_port();
-    let state = state_dir("docker-healthcheck");
-    let tag = format!("{}:latest", name("healthcheck"));
-    let container = name("healthcheck");
+    let state = state_dir(&format!("docker-healthcheck-{form}"));
+    let run_args = args(port, &state);
+    let _ = Command::new("chmod")
+        .arg("-R")
+        .arg("a+rX")
+        .arg(&state)
+        .status();
+    let tag = format!("{}:latest", name(&format!("healthcheck-{form}")));
+    let container = name(&format!("healthcheck-{form}"));
     let _cleanup = Cleanup(vec![
         vec!["rm".into(), "-f".into(), container.clone()],
         vec!["rmi".into(), "-f".into(), tag.clone()],
     ]);
     // HEALTHCHECK in the exec form: no shell in the image. Interval 1 s, 2 retries.
-    let context = temp_dir("docker-healthcheck-image");
+    let context = temp_dir(&format!("docker-healthcheck-image-{form}"));
     std::fs::write(
         context.join("Dockerfile"),
         format!(
             "FROM {IMAGE}\n\
              HEALTHCHECK --interval=1s --timeout=2s --retries=2 \
-             CMD [\"/usr/local/bin/rhai-probe\", \"run\", \"-e\", \
-             \"check(\\\"app\\\", http_get(\\\"http://127.0.0.1:{port}/probe/app\\\").status == 200)\"]\n"
+             CMD [\"/usr/local/bin/rhai-probe\", \"run\", {run_args}]\n"
         ),
     )
     .unwrap();

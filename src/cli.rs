@@ -162,7 +162,7 @@ pub enum Command {
     /// compose, entrypoints).
     ///
     /// TARGETs are scripts, URL targets (http://, tcp://HOST:PORT, postgres://, mysql://,
-    /// redis://, …) or -e EXPR; all are checked in parallel, each until it is healthy. Progress
+    /// redis://, amqp://, nats://, …) or -e EXPR; all are checked in parallel, each until it is healthy. Progress
     /// on stderr when a target's state or reason changes; the verdict on stdout. Exits 0 when
     /// healthy (or runs COMMAND in place of this process), 124 when --for ends first, 3 at once
     /// for a script fault, 143 on SIGTERM. Details: docs/wait.md.
@@ -299,8 +299,8 @@ pub struct InstallArgs {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// The probe script: a path, - for standard input, or a URL target checked without a
-    /// script (http://, https://, tcp://HOST:PORT, postgres://, mysql://, redis://, …). A path
-    /// that exists as a file is always the file.
+    /// script (http://, https://, tcp://HOST:PORT, postgres://, mysql://, redis://, amqp://,
+    /// mqtt://, nats://, memcached://, …). A path that exists as a file is always the file.
     #[arg(value_name = "SCRIPT")]
     pub script: Option<PathBuf>,
 

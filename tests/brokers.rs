@@ -564,3 +564,23 @@ fn memcached_ping_answers_version_with_and_without_a_login() {
         "TLS certificate rejected (UnknownIssuer)",
     );
 }
+
+#[test]
+fn nats_ping_refuses_bytes_between_the_greeting_and_tls() {
+    // No real server does this; a peer that does must get a reason, not lose the bytes (or,
+    // in a debug build, a panic). A listener that greets with tls_required and more.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            use std::io::Write;
+            let _ = stream.write_all(b"INFO {\"tls_required\":true}\r\nsurplus");
+            std::thread::sleep(Duration::from_secs(3));
+        }
+    });
+    verdict(
+        &format!("nats_ping(\"nats://127.0.0.1:{port}\")"),
+        1,
+        "the server sent more after its greeting (\"surplus\") before TLS could start",
+    );
+}

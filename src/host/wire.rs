@@ -306,7 +306,13 @@ impl Conn {
         let Stream::Plain(mut tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
             return Ok(());
         };
-        debug_assert!(self.start == self.buf.len(), "bytes before the handshake");
+        if self.start != self.buf.len() {
+            // TLS must start on a clean boundary: bytes after the greeting would be lost.
+            return Err(format!(
+                "the server sent more after its greeting ({}) before TLS could start",
+                shown(&self.buf[self.start..])
+            ));
+        }
         let mut conn =
             ClientConnection::new(config, name).map_err(|e| format!("TLS setup: {e}"))?;
         // The handshake on its own, so that its failure says what HTTPS says: a plain port of
@@ -429,7 +435,7 @@ impl Io {
     }
 
     /// As [`Io::reason`], and silence says what was awaited: `no answer in time to the
-    /// protocol header (is this an AMQP 0-9-1 port?)`.
+    /// protocol header; is this an AMQP 0-9-1 server?`.
     pub fn waiting(self, server: &str, awaited: &str) -> String {
         match self {
             Io::Failed(reason) if reason == NO_ANSWER => {
@@ -444,10 +450,10 @@ const NO_ANSWER: &str = "no answer in time";
 
 /// The first bytes of an unexpected answer, quoted, for a reason line.
 pub fn shown(bytes: &[u8]) -> String {
-    let text: String = String::from_utf8_lossy(&bytes[..bytes.len().min(40)])
-        .chars()
-        .collect();
-    format!("{text:?}")
+    format!(
+        "{:?}",
+        String::from_utf8_lossy(&bytes[..bytes.len().min(40)])
+    )
 }
 
 /// What `f` must be to be registered by [`register`]: the host, the call, the URL, the options.

@@ -1395,3 +1395,112 @@ fn a_host_function_reached_through_a_pointer_made_from_a_string_is_there() {
         .run()
         .expect(0, "healthy");
 }
+
+/// `http_request` with `options`, against the test server's `/request` (or `path`): the
+/// verdict of a script that checks what the server got.
+#[track_caller]
+fn request(path: &str, options: &str, check: &str) -> support::Run {
+    let run = Probe::script(&format!(
+        "let r = http_request(\"{}{path}\", #{{{options}}}); let got = json(r); {check}",
+        http_server()
+    ))
+    .run();
+    run
+}
+
+#[test]
+fn http_request_sends_each_method_and_its_body() {
+    for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "post"] {
+        request(
+            "/request",
+            &format!("method: \"{method}\", body: \"a=1\""),
+            &format!(
+                "got.method == \"{}\" && got.body == \"a=1\"",
+                method.to_uppercase()
+            ),
+        )
+        .expect(0, "healthy");
+    }
+    // json: serialised, with its content type unless the headers name one.
+    request(
+        "/request",
+        "method: \"POST\", json: #{ user: \"probe\", n: [1, 2] }",
+        "got.content_type == \"application/json\" && json(got.body).n[1] == 2 && json(got.body).user == \"probe\"",
+    )
+    .expect(0, "healthy");
+    request(
+        "/request",
+        "method: \"PUT\", json: [1], headers: #{ \"Content-Type\": \"application/vnd.app+json\" }",
+        "got.content_type == \"application/vnd.app+json\" && got.body == \"[1]\"",
+    )
+    .expect(0, "healthy");
+    // No method: GET without a body; HEAD: a status and no body.
+    request("/request", "", "got.method == \"GET\" && got.body == \"\"").expect(0, "healthy");
+    Probe::script(&format!(
+        "let r = http_request(\"{}/request\", #{{method: \"HEAD\"}}); r.status == 200 && r.body == \"\"",
+        http_server()
+    ))
+    .run()
+    .expect(0, "healthy");
+    // The trace names the method; the body is never shown.
+    let run = Probe::command([
+        "explain",
+        "-e",
+        &format!(
+            "http_request(\"{}/bad\", #{{method: \"POST\", body: \"password=hunter2secret\"}}).ok",
+            http_server()
+        ),
+    ])
+    .run();
+    run.expect(1, &format!("POST {}/bad -> 503", http_server()));
+}
+
+#[test]
+fn http_request_redirects_change_the_method_as_browsers_do() {
+    // 301/302: a POST becomes a GET without its body; 303: anything but HEAD becomes a GET;
+    // 307/308 keep method and body.
+    for (status, method, want, body) in [
+        (301, "POST", "GET", ""),
+        (302, "POST", "GET", ""),
+        (303, "POST", "GET", ""),
+        (303, "PUT", "GET", ""),
+        (302, "PUT", "PUT", "b"),
+        (307, "POST", "POST", "b"),
+        (308, "PATCH", "PATCH", "b"),
+    ] {
+        request(
+            &format!("/redirect-to-request/{status}"),
+            &format!("method: \"{method}\", body: \"b\""),
+            &format!("got.method == \"{want}\" && got.body == \"{body}\""),
+        )
+        .expect(0, "healthy");
+    }
+}
+
+#[test]
+fn http_request_options_are_checked_before_anything_is_sent() {
+    let base = http_server();
+    for (options, fault) in [
+        (
+            "method: \"BREW\"",
+            "option 'method': \"BREW\" is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+        ),
+        (
+            "body: \"a\", json: #{}",
+            "options 'body' and 'json' both given; send one",
+        ),
+        (
+            "json: \"text\"",
+            "option 'json' must be a map or an array, got string",
+        ),
+    ] {
+        Probe::script(&format!("http_request(\"{base}/request\", #{{{options}}})"))
+            .run()
+            .expect(3, fault);
+    }
+    Probe::script(&format!(
+        "let b = \"x\"; b.pad(1048577, \"x\"); http_request(\"{base}/request\", #{{method: \"POST\", body: b}})"
+    ))
+    .run()
+    .expect(3, "the request body is 1048577 bytes; at most 1048576 are sent");
+}

@@ -195,6 +195,8 @@ pub enum OptType {
     Map,
     /// `"500ms"`, `"2s"` or a number of seconds.
     Duration,
+    /// A map or an array (a JSON document).
+    Json,
 }
 
 impl OptType {
@@ -205,6 +207,7 @@ impl OptType {
             OptType::String => "a string",
             OptType::Map => "a map",
             OptType::Duration => "a duration such as \"500ms\" or a number of seconds",
+            OptType::Json => "a map or an array",
         }
     }
 
@@ -216,6 +219,7 @@ impl OptType {
             OptType::String => got == Type::String,
             OptType::Map => got == Type::Map,
             OptType::Duration => matches!(got, Type::String | Type::Int | Type::Float),
+            OptType::Json => matches!(got, Type::Map | Type::Array),
         }
     }
 }

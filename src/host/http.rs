@@ -11,6 +11,8 @@ use std::{io::Read, rc::Rc, time::Instant};
 use rhai::{Dynamic, Engine, Map, NativeCallContext};
 use ureq::{
     http::{header::LOCATION, Uri},
+    typestate::{WithBody, WithoutBody},
+    RequestBuilder,
     tls::TlsConfig,
     unversioned::{
         resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver},
@@ -25,7 +27,7 @@ use super::{
 };
 use crate::{redact, trace::Outcome};
 
-pub const FUNCTIONS: &[HostFn] = &[HTTP_GET, JSON];
+pub const FUNCTIONS: &[HostFn] = &[HTTP_GET, HTTP_REQUEST, JSON];
 
 /// kubelet's rule for an `httpGet` probe: a status from 200 to 399 is a success. The one
 /// definition: `http_get`'s `ok` and its stubs both read it.
@@ -33,48 +35,41 @@ pub fn ok_status(status: i64) -> bool {
     (200..400).contains(&status)
 }
 
-pub const HTTP_GET: HostFn = HostFn {
-    name: "http_get",
-    signatures: &[
-        "http_get(url: string) -> map",
-        "http_get(url: string, options: map) -> map",
-    ],
-    summary: "GET a URL: #{status, ok, body, headers, elapsed_ms, truncated, url}; transport failures throw",
-    options: &[
-        TIMEOUT,
-        TIMEOUT_MS,
-        Opt {
-            key: "headers",
-            ty: OptType::Map,
-            default: "none",
-            doc: "request headers, e.g. `#{ Authorization: \"Bearer \" + token }`; values of credential-like names are masked",
-        },
-        Opt {
-            key: "insecure",
-            ty: OptType::Bool,
-            default: "false",
-            doc: "skip TLS certificate verification",
-        },
-        Opt {
-            key: "ca_file",
-            ty: OptType::String,
-            default: "none",
-            doc: "a PEM file of the CAs to trust (a private CA, a self-signed certificate) instead of the bundled roots; unreadable or empty: a script fault",
-        },
-        Opt {
-            key: "max_body",
-            ty: OptType::Int,
-            default: "65536",
-            doc: "bytes of body to read (0 to 1048576); the rest is never read",
-        },
-        Opt {
-            key: "follow_redirects",
-            ty: OptType::Bool,
-            default: "true",
-            doc: "follow 301/302/303/307/308 on the same host, at most 10",
-        },
-    ],
-    keys: &[
+/// The options of `http_get`; `http_request` takes these and its own.
+const HEADERS: Opt = Opt {
+        key: "headers",
+        ty: OptType::Map,
+        default: "none",
+        doc: "request headers, e.g. `#{ Authorization: \"Bearer \" + token }`; values of credential-like names are masked",
+};
+const INSECURE: Opt = Opt {
+        key: "insecure",
+        ty: OptType::Bool,
+        default: "false",
+        doc: "skip TLS certificate verification",
+};
+const CA_FILE: Opt = Opt {
+        key: "ca_file",
+        ty: OptType::String,
+        default: "none",
+        doc: "a PEM file of the CAs to trust (a private CA, a self-signed certificate) instead of the bundled roots; unreadable or empty: a script fault",
+};
+const MAX_BODY: Opt = Opt {
+        key: "max_body",
+        ty: OptType::Int,
+        default: "65536",
+        doc: "bytes of body to read (0 to 1048576); the rest is never read",
+};
+const FOLLOW_REDIRECTS: Opt = Opt {
+        key: "follow_redirects",
+        ty: OptType::Bool,
+        default: "true",
+        doc: "follow 301/302/303/307/308 on the same host, at most 10",
+};
+const HTTP_OPTIONS: &[Opt] = &[TIMEOUT, TIMEOUT_MS, HEADERS, INSECURE, CA_FILE, MAX_BODY, FOLLOW_REDIRECTS];
+
+/// The keys of a response map, from `http_get` and `http_request` alike.
+const RESPONSE: &[Key] = &[
         Key {
             name: "status",
             ty: Type::Int,
@@ -117,7 +112,18 @@ pub const HTTP_GET: HostFn = HostFn {
             doc: "the final URL, after redirects",
             stub: KeyStub::Derived("the URL it was called with", stub_url),
         },
+    
+];
+
+pub const HTTP_GET: HostFn = HostFn {
+    name: "http_get",
+    signatures: &[
+        "http_get(url: string) -> map",
+        "http_get(url: string, options: map) -> map",
     ],
+    summary: "GET a URL: #{status, ok, body, headers, elapsed_ms, truncated, url}; transport failures throw",
+    options: HTTP_OPTIONS,
+    keys: RESPONSE,
     fails: Fails::Throws,
     time: Time::Network,
     secrets: &[Secret {
@@ -129,6 +135,51 @@ pub const HTTP_GET: HostFn = HostFn {
         failing: "{ status = 503 }",
     },
     register,
+};
+
+pub const HTTP_REQUEST: HostFn = HostFn {
+    name: "http_request",
+    signatures: &["http_request(url: string, options: map) -> map"],
+    summary: "any method (#{method: \"POST\", json: #{…}}): the same map as http_get; transport failures throw",
+    options: &[
+        Opt {
+            key: "method",
+            ty: OptType::String,
+            default: "GET",
+            doc: "GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS (any case)",
+        },
+        Opt {
+            key: "body",
+            ty: OptType::String,
+            default: "none",
+            doc: "the request body, sent as it is (at most 1 MiB; set its content-type in `headers`); never shown",
+        },
+        Opt {
+            key: "json",
+            ty: OptType::Json,
+            default: "none",
+            doc: "a map or array sent as JSON, with `content-type: application/json` unless `headers` has one; never shown",
+        },
+        TIMEOUT,
+        TIMEOUT_MS,
+        HEADERS,
+        INSECURE,
+        CA_FILE,
+        MAX_BODY,
+        FOLLOW_REDIRECTS,
+    ],
+    keys: RESPONSE,
+    fails: Fails::Throws,
+    time: Time::Network,
+    secrets: &[Secret {
+        arg: 0,
+        mask: Mask::Url,
+    }],
+    stub: Stub::Answer {
+        example: "{ status = 200 }",
+        failing: "{ status = 503 }",
+    },
+    register: register_request,
 };
 
 pub const JSON: HostFn = HostFn {
@@ -157,6 +208,8 @@ fn stub_url(_: &Map, args: &[Dynamic]) -> Dynamic {
 pub const DEFAULT_MAX_BODY: i64 = 64 * 1024;
 /// The largest `max_body` a script may ask for (the engine's string limit is above it).
 pub const MAX_MAX_BODY: i64 = 1024 * 1024;
+/// The largest request body `http_request` sends.
+pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
 /// Redirect hops followed before giving up (kubelet and Go's client stop at 10).
 const MAX_REDIRECTS: usize = 10;
 
@@ -221,7 +274,69 @@ impl Resolver for LiteralsFirst {
     }
 }
 
+/// The methods `http_request` sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+}
+
+impl Method {
+    const ALL: [Method; 7] = [
+        Method::Get,
+        Method::Head,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+        Method::Options,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Method, HostError> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(text.trim()))
+            .ok_or_else(|| {
+                let all: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
+                HostError::Fault(format!(
+                    "option 'method': {text:?} is not one of {}",
+                    all.join(", ")
+                ))
+            })
+    }
+
+    /// The method after a redirect with `status`, as browsers and curl do: 303 makes anything
+    /// but HEAD a GET, 301 and 302 make a POST a GET; 307 and 308 keep the method (and body).
+    fn after_redirect(self, status: u16) -> Method {
+        match (status, self) {
+            (303, Method::Head) => Method::Head,
+            (303, _) | (301 | 302, Method::Post) => Method::Get,
+            _ => self,
+        }
+    }
+}
+
 struct Request {
+    method: Method,
+    /// The body and, for `json`, its content type.
+    body: Option<(Vec<u8>, Option<&'static str>)>,
     timeout: Option<std::time::Duration>,
     headers: Vec<(String, String)>,
     insecure: bool,
@@ -229,6 +344,12 @@ struct Request {
     roots: Option<Vec<ureq::tls::Certificate<'static>>>,
     max_body: u64,
     follow_redirects: bool,
+}
+
+impl Request {
+    fn has_header(&self, name: &str) -> bool {
+        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
 }
 
 fn parse_options(options: &Options) -> Result<Request, HostError> {
@@ -261,7 +382,35 @@ fn parse_options(options: &Options) -> Result<Request, HostError> {
                 .collect(),
         ),
     };
+    let method = match options.string("method")? {
+        Some(m) => Method::parse(&m)?,
+        None => Method::Get,
+    };
+    let body = match (options.string("body")?, options.value("json")) {
+        (Some(_), Some(_)) => {
+            return Err(HostError::Fault(
+                "options 'body' and 'json' both given; send one".into(),
+            ))
+        }
+        (Some(text), None) => Some((text.into_bytes(), None)),
+        (None, Some(value)) => Some((
+            serde_json::to_vec(&value)
+                .map_err(|e| HostError::Fault(format!("option 'json' is not JSON: {e}")))?,
+            Some("application/json"),
+        )),
+        (None, None) => None,
+    };
+    if let Some((bytes, _)) = &body {
+        if bytes.len() > MAX_REQUEST_BODY {
+            return Err(HostError::Fault(format!(
+                "the request body is {} bytes; at most {MAX_REQUEST_BODY} are sent",
+                bytes.len()
+            )));
+        }
+    }
     Ok(Request {
+        method,
+        body,
         timeout: options.timeout()?,
         headers,
         roots,
@@ -284,35 +433,81 @@ fn parse_options(options: &Options) -> Result<Request, HostError> {
 /// redirects) throws an error naming the URL and the cause; a malformed URL or option is a
 /// script fault.
 fn http_get(host: &Host, ctx: &NativeCallContext, url: &str, options: Options) -> RhaiResult<Dynamic> {
+    http(host, ctx, &HTTP_GET, url, options)
+}
+
+/// The time, TLS settings and headers of one request, on a builder of either kind.
+fn prepared<B>(builder: RequestBuilder<B>, request: &Request, left: std::time::Duration) -> RequestBuilder<B> {
+    let mut config = builder.config().timeout_global(Some(left)).timeout_connect(Some(left));
+    if request.insecure {
+        config = config.tls_config(TlsConfig::builder().disable_verification(true).build());
+    } else if let Some(roots) = &request.roots {
+        config = config.tls_config(
+            TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(roots))
+                .build(),
+        );
+    }
+    let mut builder = config.build();
+    for (name, value) in &request.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    builder
+}
+
+/// Send `method` to `uri` with `body`: ureq types a request by whether its method has a body.
+fn send(
+    agent: &ureq::Agent,
+    method: Method,
+    uri: &Uri,
+    body: Option<&(Vec<u8>, Option<&'static str>)>,
+    request: &Request,
+    left: std::time::Duration,
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    let typed = |b: RequestBuilder<WithBody>| match body {
+        Some((bytes, Some(kind))) if !request.has_header("content-type") => {
+            prepared(b, request, left).content_type(*kind).send(&bytes[..])
+        }
+        Some((bytes, _)) => prepared(b, request, left).send(&bytes[..]),
+        None => prepared(b, request, left).send_empty(),
+    };
+    let untyped = |b: RequestBuilder<WithoutBody>| match body {
+        Some(_) => typed(b.force_send_body()),
+        None => prepared(b, request, left).call(),
+    };
+    let uri = uri.clone();
+    match method {
+        Method::Get => untyped(agent.get(uri)),
+        Method::Head => untyped(agent.head(uri)),
+        Method::Delete => untyped(agent.delete(uri)),
+        Method::Options => untyped(agent.options(uri)),
+        Method::Post => typed(agent.post(uri)),
+        Method::Put => typed(agent.put(uri)),
+        Method::Patch => typed(agent.patch(uri)),
+    }
+}
+
+/// `http_request(url, options)`: `http_get` with a method and a body.
+fn http_request(host: &Host, ctx: &NativeCallContext, url: &str, options: Options) -> RhaiResult<Dynamic> {
+    http(host, ctx, &HTTP_REQUEST, url, options)
+}
+
+/// One request and its redirects, for `http_get` and `http_request`.
+fn http(host: &Host, ctx: &NativeCallContext, decl: &'static HostFn, url: &str, options: Options) -> RhaiResult<Dynamic> {
     let shown = redact::mask_url(url);
-    let request = parse_options(&options).map_err(|e| e.into_fault("http_get", ctx))?;
-    let first = parse_url(url).map_err(|e| e.into_fault("http_get", ctx))?;
-    let map = host.call(ctx, &HTTP_GET, &[url], format!("GET {shown}"), request.timeout, |budget| {
+    let request = parse_options(&options).map_err(|e| e.into_fault(decl.name, ctx))?;
+    let first = parse_url(url).map_err(|e| e.into_fault(decl.name, ctx))?;
+    let what = format!("{} {shown}", request.method.name());
+    let map = host.call(ctx, decl, &[url], what, request.timeout, |budget| {
         let mut uri = first;
+        let mut method = request.method;
+        let mut body = request.body.as_ref();
         let started = Instant::now();
         let agent = host.http_agent();
         let mut hops = 0;
         loop {
             let left = budget.saturating_sub(started.elapsed());
-            let mut builder = agent
-                .get(uri.clone())
-                .config()
-                .timeout_global(Some(left))
-                .timeout_connect(Some(left));
-            if request.insecure {
-                builder = builder.tls_config(TlsConfig::builder().disable_verification(true).build());
-            } else if let Some(roots) = &request.roots {
-                builder = builder.tls_config(
-                    TlsConfig::builder()
-                        .root_certs(ureq::tls::RootCerts::new_with_certs(roots))
-                        .build(),
-                );
-            }
-            let mut req = builder.build();
-            for (name, value) in &request.headers {
-                req = req.header(name.as_str(), value.as_str());
-            }
-            let mut response = req.call().map_err(|e| {
+            let mut response = send(agent, method, &uri, body, &request, left).map_err(|e| {
                     let tls = uri.scheme_str() == Some("https");
                     HostError::Transport(transport_reason(&e, budget, tls))
                 })?;
@@ -332,6 +527,10 @@ fn http_get(host: &Host, ctx: &NativeCallContext, url: &str, options: Options) -
                             )));
                         }
                         uri = next;
+                        let after = method.after_redirect(status);
+                        if after != method {
+                            (method, body) = (after, None);
+                        }
                         continue;
                     }
                     log::warn!(
@@ -369,7 +568,9 @@ fn http_get(host: &Host, ctx: &NativeCallContext, url: &str, options: Options) -
             map.insert("elapsed_ms".into(), elapsed_ms.into());
             map.insert("truncated".into(), truncated.into());
             map.insert("url".into(), uri.to_string().into());
-            let summary = if hops > 0 {
+            let summary = if hops > 0 && method != request.method {
+                format!("{status} after {hops} redirect{} (as {})", if hops == 1 { "" } else { "s" }, method.name())
+            } else if hops > 0 {
                 format!("{status} after {hops} redirect{}", if hops == 1 { "" } else { "s" })
             } else {
                 status.to_string()
@@ -378,7 +579,7 @@ fn http_get(host: &Host, ctx: &NativeCallContext, url: &str, options: Options) -
             return Ok((map, outcome));
         }
     })?;
-    Ok(result_map(&HTTP_GET, map))
+    Ok(result_map(decl, map))
 }
 
 fn parse_url(url: &str) -> Result<Uri, HostError> {
@@ -515,6 +716,18 @@ fn register(engine: &mut Engine, host: &Rc<Host>) {
             let options =
                 Options::new(&options, &HTTP_GET).map_err(|e| e.into_fault("http_get", &ctx))?;
             http_get(&h, &ctx, url, options)
+        },
+    );
+}
+
+fn register_request(engine: &mut Engine, host: &Rc<Host>) {
+    let h = host.clone();
+    engine.register_fn(
+        "http_request",
+        move |ctx: NativeCallContext, url: &str, options: Map| {
+            let options = Options::new(&options, &HTTP_REQUEST)
+                .map_err(|e| e.into_fault("http_request", &ctx))?;
+            http_request(&h, &ctx, url, options)
         },
     );
 }

@@ -77,6 +77,11 @@ impl<'a> Options<'a> {
             .transpose()
     }
 
+    /// A value as it is (the caller checked its type against the declaration).
+    pub fn value(&self, key: &str) -> Option<Dynamic> {
+        self.get(key).cloned()
+    }
+
     /// `timeout`: `"500ms"`, `"2s"`, or a number of seconds (like `--timeout`); `timeout_ms`: an
     /// integer number of milliseconds.
     pub fn timeout(&self) -> Result<Option<Duration>, HostError> {
@@ -130,5 +135,6 @@ fn fits(ty: OptType, value: &Dynamic) -> bool {
         OptType::String => value.is_string(),
         OptType::Map => value.is_map(),
         OptType::Duration => value.is_string() || value.is_int() || value.is_float(),
+        OptType::Json => value.is_map() || value.is_array(),
     }
 }

@@ -387,7 +387,7 @@ fn declared_secrets_never_reach_the_trace() {
 /// A URL scheme and path for a function's secret argument.
 fn scheme(f: &HostFn) -> (&'static str, &'static str) {
     match f.name {
-        "http_get" => ("http", "health"),
+        "http_get" | "http_request" => ("http", "health"),
         "redis_ping" => ("redis", "0"),
         "amqp_ping" => ("amqp", "vhost"),
         "mqtt_ping" => ("mqtt", ""),

@@ -66,6 +66,43 @@ fn serve(mut stream: TcpStream, port: u16) {
             })
             .unwrap_or_default()
     };
+    // `/request`: what came, as JSON (method, content-type, body); `/redirect-to-request/307`:
+    // that status, to `/request`.
+    if path == "/request" {
+        let length = header("content-length").parse::<usize>().unwrap_or(0);
+        let mut body = vec![0; length.min(2 * 1024 * 1024)];
+        let _ = reader.read_exact(&mut body);
+        let method = request_line
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let echo = format!(
+            "{{\"method\":{method:?},\"content_type\":{:?},\"body\":{:?}}}",
+            header("content-type"),
+            String::from_utf8_lossy(&body)
+        );
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            if method == "HEAD" { 0 } else { echo.len() }
+        );
+        let _ = stream.write_all(head.as_bytes());
+        if method != "HEAD" {
+            let _ = stream.write_all(echo.as_bytes());
+        }
+        let _ = stream.shutdown(Shutdown::Write);
+        let _ = reader.read_to_end(&mut Vec::new());
+        return;
+    }
+    if let Some(code) = path.strip_prefix("/redirect-to-request/") {
+        let head = format!(
+            "HTTP/1.1 {code} Moved\r\nLocation: /request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.shutdown(Shutdown::Write);
+        let _ = reader.read_to_end(&mut Vec::new());
+        return;
+    }
     // `/status/399`: that status, with an empty body.
     if let Some(code) = path
         .strip_prefix("/status/")

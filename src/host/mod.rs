@@ -15,7 +15,9 @@ macro_rules! host_modules {
     };
 }
 
-host_modules!(system, container, files, process, http, tcp, sql, redis, broker, inputs, checks);
+host_modules!(
+    system, container, files, process, http, tcp, certs, sql, redis, broker, inputs, checks
+);
 
 pub mod decl;
 pub mod local;

@@ -170,6 +170,91 @@ fn roots(ca_file: Option<&str>) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
+/// What a handshake showed of the server's certificates, for `tls_cert`: the chain as the
+/// server sent it, and why it did not verify (`None`: it did), whatever the answer.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub error: Option<String>,
+}
+
+/// A client that verifies the chain and the name as `Verify::ChainAndName` does, records the
+/// result and the chain in the returned `Seen`, and completes the handshake either way, so that
+/// an expired or unknown certificate can still be read (nothing is sent over such a session).
+pub fn recording_config(ca_file: Option<&str>) -> Result<(ClientConfig, Arc<Mutex<Seen>>), String> {
+    let provider = Arc::new(ring::default_provider());
+    let roots = Arc::new(roots(ca_file)?);
+    let inner = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Recording {
+            inner,
+            seen: seen.clone(),
+        }))
+        .with_no_client_auth();
+    Ok((config, seen))
+}
+
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<WebPkiServerVerifier>,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl ServerCertVerifier for Recording {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let verdict = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.chain = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|c| c.clone().into_owned())
+                .collect();
+            seen.error = verdict.err().map(|e| e.to_string());
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// Accepts any certificate, but still checks that the server holds its key (the handshake
 /// signatures), so the session is encrypted to whoever answered: libpq's `require`.
 #[derive(Debug)]

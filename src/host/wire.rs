@@ -342,6 +342,27 @@ impl Conn {
         Ok(())
     }
 
+    /// Speak TLS from here on with these settings (a client of its own, as `tls_cert`'s).
+    pub fn start_tls_with(&mut self, config: TlsConfig, plain: &'static str) -> Result<(), String> {
+        self.tls = Some((Pending::Ready(config), plain));
+        self.start_tls()
+    }
+
+    /// The TLS version and cipher suite this connection agreed on (`TLSv1.3`,
+    /// `TLS13_AES_256_GCM_SHA384`), once TLS has started.
+    pub fn tls_session(&self) -> Option<(String, String)> {
+        let Stream::Tls(tls) = &self.stream else {
+            return None;
+        };
+        let version = match tls.conn.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+            other => format!("{other:?}"),
+        };
+        let suite = tls.conn.negotiated_cipher_suite()?.suite();
+        Some((version, format!("{suite:?}")))
+    }
+
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
         let result = match &mut self.stream {
             Stream::Plain(s) => s.write_all(bytes),

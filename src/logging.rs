@@ -211,7 +211,11 @@ pub fn timestamp(now: SystemTime) -> String {
     let since = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = since.as_secs();
+    rfc3339(since.as_secs(), Some(since.subsec_millis()))
+}
+
+/// Seconds since the epoch as RFC 3339 UTC: `2027-03-01T12:00:00Z`, or with milliseconds.
+pub fn rfc3339(secs: u64, millis: Option<u32>) -> String {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Howard Hinnant's civil_from_days.
     let z = days as i64 + 719_468;
@@ -223,12 +227,12 @@ pub fn timestamp(now: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    let fraction = millis.map(|m| format!(".{m:03}")).unwrap_or_default();
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
-        since.subsec_millis()
     )
 }
 

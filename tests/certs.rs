@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::{io::Read, net::TcpListener, sync::Arc, thread, time::Duration};
+use std::{io::Read, net::TcpListener, thread, time::Duration};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
@@ -54,15 +54,7 @@ fn tls_server(chain: &[&str], key: &KeyPair) -> u16 {
         .map(|pem| CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
         .collect();
     let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    let config = Arc::new(config);
+    let config = support::tls_server_config(certs, key);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     thread::spawn(move || {

@@ -240,15 +240,7 @@ fn https_server(cert_pem: &str, key_pem: &str) -> u16 {
     use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
     let certs = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()];
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    let config = std::sync::Arc::new(config);
+    let config = support::tls_server_config(certs, key);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     thread::spawn(move || {

@@ -183,25 +183,8 @@ fn facts(der: &CertificateDer) -> Result<Facts, String> {
     })
 }
 
-/// Seconds since the epoch as RFC 3339 (UTC): `2027-03-01T12:00:00Z`.
 fn rfc3339(secs: u64) -> String {
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
+    crate::logging::rfc3339(secs, None)
 }
 
 /// Ask a PostgreSQL server for TLS (SSLRequest) on a plain connection.

@@ -770,6 +770,23 @@ pub fn certificate_files(dir: &Path) -> (PathBuf, PathBuf) {
     (cert_path, key_path)
 }
 
+/// A rustls server configuration sending `chain` (leaf first) with `key`, for the tests' own
+/// TLS servers.
+pub fn tls_server_config(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> std::sync::Arc<rustls::ServerConfig> {
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    std::sync::Arc::new(config)
+}
+
 pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")

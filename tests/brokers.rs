@@ -194,6 +194,8 @@ fn amqp_ping_names_a_server_of_another_protocol() {
 struct Mosquitto {
     plain: Child,
     tls: u16,
+    /// TLS that requires a client certificate from client-ca.pem.
+    mtls: u16,
     dir: std::path::PathBuf,
 }
 
@@ -201,7 +203,10 @@ fn mosquitto() -> Option<Mosquitto> {
     if Command::new("mosquitto_passwd").arg("-h").output().is_err() {
         return None;
     }
-    let dir = temp_dir("mosquitto");
+    // Each test its own server and files: tests run in parallel.
+    static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = temp_dir(&format!("mosquitto-{n}"));
     let passwords = dir.join("passwords");
     let ok = Command::new("mosquitto_passwd")
         .args(["-c", "-b"])
@@ -214,14 +219,18 @@ fn mosquitto() -> Option<Mosquitto> {
     for file in [&passwords, &cert, &key] {
         let _ = Command::new("chmod").arg("644").arg(file).status();
     }
-    let (plain_port, tls_port) = (closed_port(), closed_port());
+    client_certificates(&dir);
+    let (plain_port, tls_port, mtls_port) = (closed_port(), closed_port(), closed_port());
     let config = dir.join("mosquitto.conf");
     std::fs::write(
         &config,
         format!(
             "user root\nper_listener_settings true\n\
              listener {plain_port} 127.0.0.1\nallow_anonymous false\npassword_file {p}\n\
-             listener {tls_port} 127.0.0.1\nallow_anonymous true\ncertfile {c}\nkeyfile {k}\n",
+             listener {tls_port} 127.0.0.1\nallow_anonymous true\ncertfile {c}\nkeyfile {k}\n\
+             listener {mtls_port} 127.0.0.1\nallow_anonymous true\ncertfile {c}\nkeyfile {k}\n\
+             cafile {ca}\nrequire_certificate true\n",
+            ca = dir.join("client-ca.pem").display(),
             p = passwords.display(),
             c = cert.display(),
             k = key.display()
@@ -232,7 +241,9 @@ fn mosquitto() -> Option<Mosquitto> {
     command.arg("-c").arg(&config);
     let plain = start(command, plain_port);
     let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
+    while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err()
+        || std::net::TcpStream::connect(("127.0.0.1", mtls_port)).is_err()
+    {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "no TLS listener"
@@ -242,8 +253,103 @@ fn mosquitto() -> Option<Mosquitto> {
     Some(Mosquitto {
         plain,
         tls: tls_port,
+        mtls: mtls_port,
         dir,
     })
+}
+
+/// In `dir`: client-ca.pem, a client certificate it signed (client.pem, client-key.pem), one
+/// signed by another CA (other.pem, other-key.pem), all readable by a server that drops root.
+fn client_certificates(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let make_ca = |name: &str| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        (pem, Issuer::new(params, key))
+    };
+    let client = |issuer: &Issuer<'_, KeyPair>| {
+        let params = CertificateParams::new(vec!["probe-client".to_string()]).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let pem = params.signed_by(&key, issuer).unwrap().pem();
+        (pem, key.serialize_pem())
+    };
+    let (ca_pem, ca) = make_ca("Client CA");
+    let (_, other) = make_ca("Other CA");
+    let (cert, key) = client(&ca);
+    let (other_cert, other_key) = client(&other);
+    for (name, text) in [
+        ("client-ca.pem", ca_pem),
+        ("client.pem", cert),
+        ("client-key.pem", key),
+        ("other.pem", other_cert),
+        ("other-key.pem", other_key),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+        let _ = Command::new("chmod")
+            .arg("644")
+            .arg(dir.join(name))
+            .status();
+    }
+}
+
+#[test]
+fn mqtts_presents_a_client_certificate() {
+    let Some(m) = mosquitto() else {
+        return support::unavailable(
+            "mqtts_presents_a_client_certificate",
+            "mosquitto is not installed",
+        );
+    };
+    let file = |name: &str| m.dir.join(name).display().to_string();
+    let url = format!("mqtts://localhost:{}", m.mtls);
+    let with = |cert: &str, key: &str| {
+        format!(
+            "mqtt_ping(\"{url}\", #{{ca_file: \"{}\", cert_file: \"{}\", key_file: \"{}\"}})",
+            file("cert.pem"),
+            file(cert),
+            file(key)
+        )
+    };
+    verdict(&with("client.pem", "client-key.pem"), 0, "healthy");
+    // None, or one from a CA the broker does not trust: the broker ends the handshake.
+    verdict(
+        &format!(
+            "mqtt_ping(\"{url}\", #{{ca_file: \"{}\"}})",
+            file("cert.pem")
+        ),
+        1,
+        "TLS failed: received fatal alert",
+    );
+    verdict(
+        &with("other.pem", "other-key.pem"),
+        1,
+        "TLS failed: received fatal alert",
+    );
+    // A key that is not the certificate's, and one file without the other: script faults.
+    Probe::script(&format!(
+        "check(\"mq\", {})",
+        with("client.pem", "other-key.pem")
+    ))
+    .run()
+    .expect(
+        3,
+        &format!(
+            "the key in {} does not match the certificate in {}",
+            file("other-key.pem"),
+            file("client.pem")
+        ),
+    );
+    Probe::script(&format!(
+        "mqtt_ping(\"{url}\", #{{cert_file: \"{}\"}})",
+        file("client.pem")
+    ))
+    .run()
+    .expect(3, "option 'cert_file' needs 'key_file' too");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use rustls::{
         ring, verify_tls12_signature, verify_tls13_signature, ActiveKeyExchange, CryptoProvider,
         SupportedKxGroup,
     },
-    pki_types::{pem::PemObject, CertificateDer, ServerName, UnixTime},
+    pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName, UnixTime},
     CertificateError, ClientConfig, DigitallySignedStruct, Error, NamedGroup, RootCertStore,
     SignatureScheme,
 };
@@ -55,6 +55,67 @@ pub fn client_config(
     ca_file: Option<&str>,
     key_share: KeyShare,
 ) -> Result<ClientConfig, String> {
+    client_config_with(verify, ca_file, key_share, None)
+}
+
+/// A client certificate and its key, read from PEM files (`cert_file`, `key_file`).
+pub struct Identity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    cert_file: String,
+    key_file: String,
+}
+
+/// Read a client certificate (chain) and its key; an error names the file (a script fault).
+pub fn identity(cert_file: &str, key_file: &str) -> Result<Identity, String> {
+    let chain = pem_certificates(cert_file)
+        .map_err(|e| e.replace("the CA file", "the certificate file"))?;
+    let bytes = std::fs::read(key_file).map_err(|e| {
+        format!(
+            "cannot read the key file {key_file}: {}",
+            super::io_reason(&e)
+        )
+    })?;
+    let key = PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
+        format!("the key file {key_file} holds no PEM private key (PKCS#8, PKCS#1 or SEC1): {e}")
+    })?;
+    Ok(Identity {
+        chain,
+        key,
+        cert_file: cert_file.into(),
+        key_file: key_file.into(),
+    })
+}
+
+/// The client's side of the handshake: its certificate when one is given.
+fn authenticate(
+    builder: rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>,
+    identity: Option<&Identity>,
+) -> Result<ClientConfig, String> {
+    let Some(id) = identity else {
+        return Ok(builder.with_no_client_auth());
+    };
+    builder
+        .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+        .map_err(|e| match e {
+            Error::InconsistentKeys(_) => format!(
+                "the key in {} does not match the certificate in {}",
+                id.key_file, id.cert_file
+            ),
+            e => format!(
+                "the client certificate {} with the key {}: {e}",
+                id.cert_file, id.key_file
+            ),
+        })
+}
+
+/// As [`client_config`], presenting `identity` to a server that asks for a certificate.
+pub fn client_config_with(
+    verify: Verify,
+    ca_file: Option<&str>,
+    key_share: KeyShare,
+    identity: Option<&Identity>,
+) -> Result<ClientConfig, String> {
     let mut provider = ring::default_provider();
     if key_share == KeyShare::P256 {
         // Stable sort: P-256 first, the others in rustls's order after it.
@@ -74,22 +135,26 @@ pub fn client_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?;
     let config = match verify {
-        Verify::Nothing => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
-            .with_no_client_auth(),
+        Verify::Nothing => authenticate(
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Unverified(provider))),
+            identity,
+        )?,
         Verify::Chain | Verify::ChainAndName => {
             let roots = Arc::new(roots(ca_file)?);
             let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
                 .build()
                 .map_err(|e| format!("TLS setup: {e}"))?;
             if verify == Verify::ChainAndName {
-                builder.with_webpki_verifier(webpki).with_no_client_auth()
+                authenticate(builder.with_webpki_verifier(webpki), identity)?
             } else {
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
-                    .with_no_client_auth()
+                authenticate(
+                    builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki))),
+                    identity,
+                )?
             }
         }
     };

@@ -129,8 +129,29 @@ pub const SERVER_NAME: Opt = Opt {
     doc: "TLS: the name to send (SNI) and to verify the certificate against",
 };
 
+pub const CERT_FILE: Opt = Opt {
+    key: "cert_file",
+    ty: OptType::String,
+    default: "none",
+    doc: "TLS: a PEM client certificate (chain) to present, for servers that ask for one; with `key_file`",
+};
+pub const KEY_FILE: Opt = Opt {
+    key: "key_file",
+    ty: OptType::String,
+    default: "none",
+    doc: "TLS: the PEM private key of `cert_file`; one that does not match it is a script fault",
+};
+
 /// The options of a check that has no others: the timeout and TLS.
-pub const OPTIONS: &[Opt] = &[TIMEOUT, TIMEOUT_MS, INSECURE, CA_FILE, SERVER_NAME];
+pub const OPTIONS: &[Opt] = &[
+    TIMEOUT,
+    TIMEOUT_MS,
+    INSECURE,
+    CA_FILE,
+    SERVER_NAME,
+    CERT_FILE,
+    KEY_FILE,
+];
 
 /// The TLS options every function here takes: `insecure`, `ca_file`, `server_name`.
 #[derive(Default)]
@@ -138,21 +159,41 @@ pub struct TlsOptions {
     pub insecure: bool,
     pub ca_file: Option<String>,
     pub server_name: Option<String>,
+    /// `cert_file` and `key_file`.
+    pub identity: Option<(String, String)>,
 }
 
 impl TlsOptions {
     /// The options' TLS keys; those a function does not declare read as unset.
     pub fn of(options: &Options) -> Result<TlsOptions, HostError> {
+        let identity = match (options.string("cert_file")?, options.string("key_file")?) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(HostError::Fault(
+                    "option 'cert_file' needs 'key_file' too".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(HostError::Fault(
+                    "option 'key_file' needs 'cert_file' too".into(),
+                ))
+            }
+        };
         Ok(TlsOptions {
             insecure: options.bool("insecure")?.unwrap_or(false),
             ca_file: options.string("ca_file")?,
             server_name: options.string("server_name")?,
+            identity,
         })
     }
 
     /// Whether any TLS option was given.
     fn given(&self) -> bool {
-        self.insecure || self.ca_file.is_some() || self.server_name.is_some()
+        self.insecure
+            || self.ca_file.is_some()
+            || self.server_name.is_some()
+            || self.identity.is_some()
     }
 
     /// The client configuration and the name to verify for `host`, built before connecting: a
@@ -166,8 +207,17 @@ impl TlsOptions {
         } else {
             tls::Verify::ChainAndName
         };
-        let config = tls::client_config(verify, self.ca_file.as_deref(), tls::KeyShare::X25519)
-            .map_err(HostError::Fault)?;
+        let identity = match &self.identity {
+            Some((cert, key)) => Some(tls::identity(cert, key).map_err(HostError::Fault)?),
+            None => None,
+        };
+        let config = tls::client_config_with(
+            verify,
+            self.ca_file.as_deref(),
+            tls::KeyShare::X25519,
+            identity.as_ref(),
+        )
+        .map_err(HostError::Fault)?;
         let name = self.server_name.as_deref().unwrap_or(host);
         let name = ServerName::try_from(name.to_string())
             .map_err(|_| HostError::Fault(format!("{name} is not a valid TLS server name")))?;

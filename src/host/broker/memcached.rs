@@ -31,6 +31,8 @@ pub const MEMCACHED_PING: HostFn = wire::url_check(
         wire::INSECURE,
         wire::CA_FILE,
         wire::SERVER_NAME,
+        wire::CERT_FILE,
+        wire::KEY_FILE,
     ],
     register,
 );

@@ -90,6 +90,21 @@ fn image(test: &str) -> bool {
     }
 }
 
+/// `docker run` arguments: `head`, the least-privilege flags every test container gets (host
+/// network, read-only root, no capabilities, no privilege gain), then `tail`.
+fn least_privileged<'a>(head: &[&'a str], tail: &[&'a str]) -> Vec<&'a str> {
+    let least = [
+        "--network",
+        "host",
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+    ];
+    [head, &least[..], tail].concat()
+}
+
 /// A name unique to this test process, for containers, images and compose projects.
 fn name(what: &str) -> String {
     format!("rhai-probe-test-{what}-{}", std::process::id())
@@ -211,29 +226,21 @@ fn healthcheck(form: &str, args: impl Fn(u16, &Path) -> String) {
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::write(state.join("up"), "").unwrap();
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        &container,
-        "--network",
-        "host",
-        "--read-only",
-        "--cap-drop",
-        "ALL",
-        "--security-opt",
-        "no-new-privileges",
-        "-v",
-        &format!("{}:/state:ro", state.display()),
-        &tag,
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--probe",
-        "app=/state/app.rhai",
-        "--cache",
-        "0",
-    ]);
+    docker_ok(&least_privileged(
+        &["run", "-d", "--name", &container],
+        &[
+            "-v",
+            &format!("{}:/state:ro", state.display()),
+            &tag,
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--probe",
+            "app=/state/app.rhai",
+            "--cache",
+            "0",
+        ],
+    ));
     wait_health(&container, "healthy", Duration::from_secs(20));
     // The service stops answering 200: unhealthy within interval × retries (2 s), plus a
     // generous margin for a loaded machine.
@@ -384,22 +391,16 @@ fn the_image_runs_least_privileged_and_installs_into_a_volume() {
     // container with no capabilities and no privilege gain.
     let dest = temp_dir("docker-install");
     let _ = Command::new("chown").arg("65532:65532").arg(&dest).status();
-    let out = docker_ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "host",
-        "--read-only",
-        "--cap-drop",
-        "ALL",
-        "--security-opt",
-        "no-new-privileges",
-        "-v",
-        &format!("{}:/opt/rhai-probe", dest.display()),
-        IMAGE,
-        "install",
-        "/opt/rhai-probe",
-    ]);
+    let out = docker_ok(&least_privileged(
+        &["run", "--rm"],
+        &[
+            "-v",
+            &format!("{}:/opt/rhai-probe", dest.display()),
+            IMAGE,
+            "install",
+            "/opt/rhai-probe",
+        ],
+    ));
     eprintln!("{out}");
     let installed = dest.join("rhai-probe");
     let run = Command::new(&installed)
@@ -408,20 +409,14 @@ fn the_image_runs_least_privileged_and_installs_into_a_volume() {
         .unwrap();
     assert!(run.status.success(), "{run:?}");
     // The shipped example scripts are in the image, and the binary there runs them.
-    let run = docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "host",
-        "--read-only",
-        "--cap-drop",
-        "ALL",
-        "--security-opt",
-        "no-new-privileges",
-        IMAGE,
-        "check",
-        "/usr/share/rhai-probe/scripts/liveness.rhai",
-    ]);
+    let run = docker(&least_privileged(
+        &["run", "--rm"],
+        &[
+            IMAGE,
+            "check",
+            "/usr/share/rhai-probe/scripts/liveness.rhai",
+        ],
+    ));
     assert!(
         run.status.success(),
         "{}{}",

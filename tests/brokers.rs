@@ -350,6 +350,19 @@ fn mqtts_presents_a_client_certificate() {
     ))
     .run()
     .expect(3, "option 'cert_file' needs 'key_file' too");
+    Probe::script(&format!(
+        "mqtt_ping(\"{url}\", #{{cert_file: \"{}\", key_file: \"{}\"}})",
+        file("missing.pem"),
+        file("client-key.pem")
+    ))
+    .run()
+    .expect(
+        3,
+        &format!(
+            "cannot read the certificate file {}: no such file or directory",
+            file("missing.pem")
+        ),
+    );
 }
 
 #[test]

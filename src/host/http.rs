@@ -375,7 +375,7 @@ fn parse_options(options: &Options) -> Result<Request, HostError> {
     let roots = match options.string("ca_file")? {
         None => None,
         Some(path) => Some(
-            super::tls::pem_certificates(&path)
+            super::tls::pem_certificates(&path, "CA file")
                 .map_err(HostError::Fault)?
                 .into_iter()
                 .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())

@@ -68,8 +68,7 @@ pub struct Identity {
 
 /// Read a client certificate (chain) and its key; an error names the file (a script fault).
 pub fn identity(cert_file: &str, key_file: &str) -> Result<Identity, String> {
-    let chain = pem_certificates(cert_file)
-        .map_err(|e| e.replace("the CA file", "the certificate file"))?;
+    let chain = pem_certificates(cert_file, "certificate file")?;
     let bytes = std::fs::read(key_file).map_err(|e| {
         format!(
             "cannot read the key file {key_file}: {}",
@@ -205,16 +204,17 @@ pub fn prepare_p256_key_share() {
     }
 }
 
-/// The certificates of a PEM file; an error says what is wrong with it (a script fault).
-pub fn pem_certificates(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+/// The certificates of a PEM file; an error names it as `what` (`CA file`, `certificate file`)
+/// and says what is wrong with it (a script fault).
+pub fn pem_certificates(path: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let bytes = std::fs::read(path)
-        .map_err(|e| format!("cannot read the CA file {path}: {}", super::io_reason(&e)))?;
+        .map_err(|e| format!("cannot read the {what} {path}: {}", super::io_reason(&e)))?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("the CA file {path} is not PEM: {e}"))?;
+        .map_err(|e| format!("the {what} {path} is not PEM: {e}"))?;
     if certs.is_empty() {
         return Err(format!(
-            "the CA file {path} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)"
+            "the {what} {path} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)"
         ));
     }
     Ok(certs)
@@ -225,7 +225,7 @@ fn roots(ca_file: Option<&str>) -> Result<RootCertStore, String> {
     match ca_file {
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         Some(path) => {
-            for cert in pem_certificates(path)? {
+            for cert in pem_certificates(path, "CA file")? {
                 roots
                     .add(cert)
                     .map_err(|e| format!("the CA file {path} holds a bad certificate: {e}"))?;

@@ -362,7 +362,7 @@ fn describe_call(f: &HostFn, args: &[Dynamic]) -> String {
 
 /// A map answer completed to the shape the real one has: every declared key the stub leaves
 /// out gets its declared default, so `.ok`, `.body` and `.json()` work on `#{status: 503}`.
-fn complete(f: &'static HostFn, value: Dynamic, args: &[Dynamic]) -> Dynamic {
+pub fn complete(f: &'static HostFn, value: Dynamic, args: &[Dynamic]) -> Dynamic {
     if f.keys.is_empty() {
         return value;
     }
@@ -639,7 +639,7 @@ mod tests {
         let head = "[[case]]\nname = \"c\"\nexpect = \"healthy\"\n";
         assert_eq!(
             error(&format!("{head}stubs.http_get = {{ stauts = 503 }}\n")),
-            "p.cases.toml:4:20: case \"c\": stubs.http_get: http_get's result has no key 'stauts'; did you mean 'status'? its keys: status, ok, body, headers, elapsed_ms, truncated, url"
+            "p.cases.toml:4:20: case \"c\": stubs.http_get: http_get's result has no key 'stauts'; did you mean 'status'? its keys: status, ok, body, headers, elapsed_ms, truncated, url, tls"
         );
         assert_eq!(
             error(&format!("{head}stubs.http_get = {{ status = \"200\" }}\n")),

@@ -229,3 +229,209 @@ fn a_postgres_port_through_its_sslrequest_and_ports_without_tls() {
             "option 'starttls': \"smtp\" is not one this version speaks",
         );
 }
+
+/// An HTTPS server on 127.0.0.1 sending `chain` with `key`, answering every request with 200 and
+/// a body naming the client certificate's subject count (`client certs: N`). With `client_ca`,
+/// it requires a client certificate signed by that CA. Returns the port and the number of
+/// request bytes it received, over all connections.
+fn https_server(
+    chain: &[&str],
+    key: &KeyPair,
+    client_ca: Option<&str>,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::{io::Write, sync::atomic::Ordering};
+    let certs: Vec<CertificateDer<'static>> = chain
+        .iter()
+        .map(|pem| CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let config = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+                .unwrap();
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+    }
+    .with_single_cert(certs, key)
+    .unwrap();
+    let config = std::sync::Arc::new(config);
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = received.clone();
+    thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let (config, count) = (config.clone(), count.clone());
+            thread::spawn(move || {
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            count.fetch_add(n, Ordering::SeqCst);
+                            head.extend_from_slice(&buf[..n]);
+                        }
+                    }
+                }
+                let clients = tls.conn.peer_certificates().map_or(0, |c| c.len());
+                let body = format!("client certs: {clients}");
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    (port, received)
+}
+
+/// Write a PEM (and a key) under a test's directory; returns the paths.
+fn pem_files(name: &str, pem: &str, key: &KeyPair) -> (String, String) {
+    let dir = temp_dir(name);
+    let (cert, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, pem).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert.display().to_string(), key_path.display().to_string())
+}
+
+#[test]
+fn https_responses_carry_what_the_handshake_showed() {
+    let (root_pem, root) = ca(3650, None);
+    let (leaf_pem, key) = leaf(3, Some(&root));
+    let (port, _) = https_server(&[&leaf_pem], &key, None);
+    let ca = ca_file("http-tls-3", &root_pem);
+    let url = format!("https://localhost:{port}/");
+    for call in [
+        format!("http_get(\"{url}\", #{{ca_file: \"{ca}\"}})"),
+        format!("http_request(\"{url}\", #{{method: \"POST\", body: \"x\", ca_file: \"{ca}\"}})"),
+    ] {
+        expect(
+            &call,
+            "let t = c.tls; c.status == 200 && t.verified && t.error == \"\" \
+             && t.days_left > 2.9 && t.days_left < 3.1 && t.not_after.ends_with(\"Z\") \
+             && t.subject == \"CN=rcgen self signed cert\" && t.issuer == \"CN=Test CA 3650\" \
+             && t.dns_names == [\"localhost\", \"127.0.0.1\"] && t.chain_length == 1 \
+             && t.version == \"TLSv1.3\" && t.cipher.starts_with(\"TLS13_\")",
+            0,
+            "healthy",
+        );
+    }
+    // The docs' expiry check, on the response itself.
+    Probe::script(&format!(
+        "check(\"cert\", http_get(\"{url}\", #{{ca_file: \"{ca}\"}}).tls.days_left > 14.0)"
+    ))
+    .run()
+    .expect(1, "check \"cert\" failed");
+    // Plain HTTP has no TLS to describe.
+    let plain = support::http_server();
+    expect(
+        &format!("http_get(\"{plain}/health\")"),
+        "c.status == 200 && c.tls == ()",
+        0,
+        "healthy",
+    );
+}
+
+#[test]
+fn a_certificate_that_does_not_verify_gets_no_request_unless_insecure() {
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let key = KeyPair::generate().unwrap();
+    let pem = params.self_signed(&key).unwrap().pem();
+    let (port, received) = https_server(&[&pem], &key, None);
+    let ca = ca_file("http-tls-expired", &pem);
+    let url = format!("https://localhost:{port}/");
+    // Verified and refused: the request, and its secret header, never leave.
+    Probe::script(&format!(
+        "http_get(\"{url}\", #{{ca_file: \"{ca}\", headers: #{{Authorization: \"Bearer {}\"}}}})",
+        support::FAULT_TOKEN
+    ))
+    .run()
+    .expect(2, "certificate expired");
+    Probe::script(&format!("http_get(\"{url}\")"))
+        .run()
+        .expect(2, "TLS: invalid peer certificate: certificate expired");
+    assert_eq!(
+        received.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the server got request bytes over a certificate that did not verify"
+    );
+    // insecure: the request goes, and `tls` says what was wrong.
+    expect(
+        &format!("http_get(\"{url}\", #{{insecure: true}})"),
+        "c.status == 200 && !c.tls.verified && c.tls.error.contains(\"certificate expired\") \
+         && c.tls.not_after == \"2021-01-01T00:00:00Z\" && c.tls.days_left < -365.0",
+        0,
+        "healthy",
+    );
+    assert!(received.load(std::sync::atomic::Ordering::SeqCst) > 0);
+}
+
+#[test]
+fn client_certificates_for_https() {
+    let (server_ca_pem, server_ca) = ca(3650, None);
+    let (server_pem, server_key) = leaf(30, Some(&server_ca));
+    let (client_ca_pem, client_ca) = ca(3650, None);
+    let (_, other_ca) = ca(3650, None);
+    let (port, _) = https_server(&[&server_pem], &server_key, Some(&client_ca_pem));
+    let ca = ca_file("mtls-http-ca", &server_ca_pem);
+    let url = format!("https://localhost:{port}/");
+    // None: the server refuses the handshake.
+    Probe::script(&format!("http_get(\"{url}\", #{{ca_file: \"{ca}\"}})"))
+        .run()
+        .expect(
+            2,
+            "received fatal alert: CertificateRequired (the server asks for a client certificate: give cert_file and key_file)",
+        );
+    // One from another CA: refused as well.
+    let (stranger, stranger_key) = leaf(30, Some(&other_ca));
+    let (cert, key) = pem_files("mtls-http-stranger", &stranger, &stranger_key);
+    Probe::script(&format!(
+        "http_get(\"{url}\", #{{ca_file: \"{ca}\", cert_file: \"{cert}\", key_file: \"{key}\"}})"
+    ))
+    .run()
+    .expect(2, "is cert_file signed by a CA it trusts?");
+    // The right one: accepted, for GET and POST alike.
+    let (client, client_key) = leaf(30, Some(&client_ca));
+    let (cert, key) = pem_files("mtls-http-client", &client, &client_key);
+    for call in [
+        format!("http_get(\"{url}\", #{{ca_file: \"{ca}\", cert_file: \"{cert}\", key_file: \"{key}\"}})"),
+        format!("http_request(\"{url}\", #{{method: \"PUT\", json: #{{a: 1}}, ca_file: \"{ca}\", cert_file: \"{cert}\", key_file: \"{key}\"}})"),
+    ] {
+        expect(&call, "c.status == 200 && c.body == \"client certs: 1\"", 0, "healthy");
+    }
+    // A key that is not the certificate's: the script's fault, naming both files.
+    let (_, wrong_key) = pem_files("mtls-http-wrong", &stranger, &stranger_key);
+    Probe::script(&format!(
+        "http_get(\"{url}\", #{{cert_file: \"{cert}\", key_file: \"{wrong_key}\"}})"
+    ))
+    .run()
+    .expect(
+        3,
+        &format!("the key in {wrong_key} does not match the certificate in {cert}"),
+    );
+    Probe::script(&format!("http_get(\"{url}\", #{{cert_file: \"{cert}\"}})"))
+        .run()
+        .expect(3, "option 'cert_file' needs 'key_file' too");
+}

@@ -1504,3 +1504,127 @@ fn http_request_options_are_checked_before_anything_is_sent() {
     .run()
     .expect(3, "the request body is 1048577 bytes; at most 1048576 are sent");
 }
+
+/// An HTTP server on a unix socket at `path`: `/start` redirects to `/next`, `/silent` never
+/// answers, anything else is 200 with the request's head and body as its body.
+fn unix_http_server(path: &std::path::Path) {
+    use std::io::{Read, Write};
+    let _ = std::fs::remove_file(path);
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                let head_end = loop {
+                    if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&got[..head_end]).to_string();
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                while got.len() < head_end + length {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = if head.starts_with("GET /start ") {
+                    "HTTP/1.1 302 Found\r\nlocation: /next\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
+                } else if head.starts_with("GET /silent ") {
+                    std::thread::sleep(Duration::from_secs(3));
+                    return;
+                } else {
+                    let body = String::from_utf8_lossy(&got).to_string();
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = stream.write_all(answer.as_bytes());
+            });
+        }
+    });
+}
+
+#[test]
+fn http_over_a_unix_socket() {
+    let dir = temp_dir("unix-http");
+    let socket = dir.join("app.sock");
+    unix_http_server(&socket);
+    let s = socket.display();
+    // The URL gives the Host header and the path; the socket is where it goes.
+    Probe::script(&format!(
+        "let r = http_get(\"http://envoy.admin/stats?x=1\", #{{unix_socket: \"{s}\"}}); \
+         let got = r.body.to_lower(); \
+         r.status == 200 && got.contains(\"get /stats?x=1 http/1.1\") && got.contains(\"host: envoy.admin\") && r.tls == ()"
+    ))
+    .run()
+    .expect(0, "healthy");
+    Probe::script(&format!(
+        "let r = http_request(\"http://localhost/jobs\", #{{unix_socket: \"{s}\", method: \"POST\", json: #{{n: 1}}}}); \
+         r.status == 200 && r.body.starts_with(\"POST /jobs \") && r.body.ends_with(\"{{\\\"n\\\":1}}\")"
+    ))
+    .run()
+    .expect(0, "healthy");
+    // A redirect on the same host goes through the same socket.
+    Probe::script(&format!(
+        "let r = http_get(\"http://localhost/start\", #{{unix_socket: \"{s}\"}}); \
+         r.status == 200 && r.body.starts_with(\"GET /next \") && r.url == \"http://localhost/next\""
+    ))
+    .run()
+    .expect(0, "healthy");
+    // explain names the socket.
+    Probe::command([
+        "explain",
+        "-e",
+        &format!("http_get(\"http://localhost/health\", #{{unix_socket: \"{s}\"}}).ok"),
+    ])
+    .run()
+    .expect(0, &format!("GET http://localhost/health via {s}  200"));
+    // No such socket, one nobody listens on, a server that never answers: transport failures.
+    Probe::script(&format!(
+        "http_get(\"http://localhost/\", #{{unix_socket: \"{}\"}})",
+        dir.join("missing.sock").display()
+    ))
+    .run()
+    .expect(2, "no such file or directory");
+    let stale = dir.join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    Probe::script(&format!(
+        "http_get(\"http://localhost/\", #{{unix_socket: \"{}\"}})",
+        stale.display()
+    ))
+    .run()
+    .expect(2, "connection refused");
+    let started = std::time::Instant::now();
+    Probe::script(&format!(
+        "http_get(\"http://localhost/silent\", #{{unix_socket: \"{s}\", timeout: \"300ms\"}})"
+    ))
+    .run()
+    .expect(2, "timed out after 300 ms");
+    assert!(
+        started.elapsed() < Duration::from_millis(1300),
+        "{:?}",
+        started.elapsed()
+    );
+    // A relative path is a script fault.
+    Probe::script("http_get(\"http://localhost/\", #{unix_socket: \"run/app.sock\"})")
+        .run()
+        .expect(
+            3,
+            "option 'unix_socket': \"run/app.sock\" is not an absolute path",
+        );
+}

@@ -187,6 +187,45 @@ fn rfc3339(secs: u64) -> String {
     crate::logging::rfc3339(secs, None)
 }
 
+/// The keys of `tls_cert` (and of an https response's `tls`) from what a handshake showed, and
+/// the line a trace shows for them.
+pub fn describe(seen: &tls::Seen, version: String, cipher: String) -> Result<(Map, String), String> {
+    let chain = seen.chain.iter().map(facts).collect::<Result<Vec<_>, _>>()?;
+    let Some(leaf) = chain.first() else {
+        return Err("the server sent no certificate".into());
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = |t: u64| (t as f64 - now as f64) / 86_400.0;
+    let earliest = chain.iter().map(|c| c.not_after).min().unwrap_or(leaf.not_after);
+    let mut map = Map::new();
+    map.insert("verified".into(), seen.error.is_none().into());
+    map.insert("error".into(), seen.error.clone().unwrap_or_default().into());
+    map.insert("days_left".into(), days(leaf.not_after).into());
+    map.insert("not_after".into(), rfc3339(leaf.not_after).into());
+    map.insert("not_before".into(), rfc3339(leaf.not_before).into());
+    map.insert("earliest_days_left".into(), days(earliest).into());
+    map.insert("earliest_not_after".into(), rfc3339(earliest).into());
+    map.insert("subject".into(), leaf.subject.clone().into());
+    map.insert("issuer".into(), leaf.issuer.clone().into());
+    let names: Array = leaf.names.iter().map(|n| n.clone().into()).collect();
+    map.insert("dns_names".into(), names.into());
+    map.insert("chain_length".into(), (chain.len() as INT).into());
+    map.insert("version".into(), version.into());
+    map.insert("cipher".into(), cipher.into());
+    let summary = format!(
+        "{}, {:.1} days left{}",
+        leaf.subject,
+        days(leaf.not_after),
+        match &seen.error {
+            None => String::new(),
+            Some(e) => format!(", not verified: {e}"),
+        }
+    );
+    Ok((map, summary))
+}
+
 /// Ask a PostgreSQL server for TLS (SSLRequest) on a plain connection.
 fn postgres_starttls(conn: &mut wire::Conn) -> Result<(), String> {
     conn.send(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])?;
@@ -240,7 +279,7 @@ fn tls_cert(
         .string("server_name")
         .map_err(|e| e.into_fault("tls_cert", ctx))?
         .unwrap_or_else(|| name.to_string());
-    let (config, seen) = tls::recording_config(ca_file.as_deref()).map_err(fault)?;
+    let (config, seen) = tls::recording_config(ca_file.as_deref(), None).map_err(fault)?;
     let sni = ServerName::try_from(server_name.clone())
         .map_err(|_| fault(format!("{server_name} is not a valid TLS server name")))?;
     let what = match name.parse::<std::net::IpAddr>() {
@@ -260,44 +299,7 @@ fn tls_cert(
         .map_err(transport)?;
         let (version, cipher) = conn.tls_session().unwrap_or_default();
         let seen = std::mem::take(&mut *seen.lock().map_err(|_| transport("TLS state lost".into()))?);
-        let chain = seen
-            .chain
-            .iter()
-            .map(facts)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(transport)?;
-        let Some(leaf) = chain.first() else {
-            return Err(transport("the server sent no certificate".into()));
-        };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let days = |t: u64| (t as f64 - now as f64) / 86_400.0;
-        let earliest = chain.iter().map(|c| c.not_after).min().unwrap_or(leaf.not_after);
-        let mut map = Map::new();
-        map.insert("verified".into(), seen.error.is_none().into());
-        map.insert("error".into(), seen.error.clone().unwrap_or_default().into());
-        map.insert("days_left".into(), days(leaf.not_after).into());
-        map.insert("not_after".into(), rfc3339(leaf.not_after).into());
-        map.insert("not_before".into(), rfc3339(leaf.not_before).into());
-        map.insert("earliest_days_left".into(), days(earliest).into());
-        map.insert("earliest_not_after".into(), rfc3339(earliest).into());
-        map.insert("subject".into(), leaf.subject.clone().into());
-        map.insert("issuer".into(), leaf.issuer.clone().into());
-        let names: Array = leaf.names.iter().map(|n| n.clone().into()).collect();
-        map.insert("dns_names".into(), names.into());
-        map.insert("chain_length".into(), (chain.len() as INT).into());
-        map.insert("version".into(), version.into());
-        map.insert("cipher".into(), cipher.into());
-        let summary = format!(
-            "{}, {:.1} days left{}",
-            leaf.subject,
-            days(leaf.not_after),
-            match &seen.error {
-                None => String::new(),
-                Some(e) => format!(", not verified: {e}"),
-            }
-        );
+        let (map, summary) = describe(&seen, version, cipher).map_err(transport)?;
         Ok((map, Outcome::Pass(summary)))
     })?;
     Ok(result_map(&TLS_CERT, map))

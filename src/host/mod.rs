@@ -68,7 +68,7 @@ pub struct Host {
     /// `--var` values, for `var_or`.
     pub vars: rhai::Map,
     /// Built on the first `http_get`, so probes that make no HTTP call never pay for it.
-    http_agent: OnceCell<ureq::Agent>,
+    http_agent: OnceCell<http::Client>,
     /// `rhai-probe test`: the case whose stubs replace every function that reads the world.
     pub stubs: Option<Rc<crate::testing::Stubs>>,
     /// Where the JSON values of this evaluation came from (see `values`).
@@ -216,7 +216,7 @@ impl Host {
         }
     }
 
-    pub fn http_agent(&self) -> &ureq::Agent {
+    pub fn http_agent(&self) -> &http::Client {
         self.http_agent.get_or_init(http::build_agent)
     }
 }

@@ -246,7 +246,10 @@ pub struct Seen {
 /// A client that verifies the chain and the name as `Verify::ChainAndName` does, records the
 /// result and the chain in the returned `Seen`, and completes the handshake either way, so that
 /// an expired or unknown certificate can still be read (nothing is sent over such a session).
-pub fn recording_config(ca_file: Option<&str>) -> Result<(ClientConfig, Arc<Mutex<Seen>>), String> {
+pub fn recording_config(
+    ca_file: Option<&str>,
+    identity: Option<&Identity>,
+) -> Result<(ClientConfig, Arc<Mutex<Seen>>), String> {
     let provider = Arc::new(ring::default_provider());
     let roots = Arc::new(roots(ca_file)?);
     let inner = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
@@ -260,9 +263,48 @@ pub fn recording_config(ca_file: Option<&str>) -> Result<(ClientConfig, Arc<Mute
         .with_custom_certificate_verifier(Arc::new(Recording {
             inner,
             seen: seen.clone(),
-        }))
-        .with_no_client_auth();
-    Ok((config, seen))
+        }));
+    Ok((authenticate(config, identity)?, seen))
+}
+
+/// What to do about a TLS alert the server sent, for a reason line: a server that wants a
+/// client certificate, or did not take the one it got. Empty for other errors.
+pub fn alert_hint(error: &str) -> String {
+    alert_hint_with(error, "cert_file", "key_file")
+}
+
+/// As [`alert_hint`], naming the client certificate's settings as `cert` and `key` (a DSN's
+/// `sslcert` and `sslkey`).
+pub fn alert_hint_with(error: &str, cert: &str, key: &str) -> String {
+    let refused = [
+        "UnknownCA",
+        "BadCertificate",
+        "CertificateUnknown",
+        "AccessDenied",
+        "DecryptError",
+    ];
+    if error.contains("CertificateRequired") {
+        format!(" (the server asks for a client certificate: give {cert} and {key})")
+    } else if refused
+        .iter()
+        .any(|alert| error.contains(&format!("alert: {alert}")))
+    {
+        format!(" (the server refused the handshake: if it checks client certificates, is {cert} signed by a CA it trusts?)")
+    } else {
+        String::new()
+    }
+}
+
+/// The TLS version and cipher suite a handshake agreed, as `tls_cert` and `tls` show them
+/// (`TLSv1.3`, `TLS13_AES_256_GCM_SHA384`).
+pub fn negotiated(conn: &rustls::ClientConnection) -> Option<(String, String)> {
+    let version = match conn.protocol_version()? {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+        other => format!("{other:?}"),
+    };
+    let suite = conn.negotiated_cipher_suite()?.suite();
+    Some((version, format!("{suite:?}")))
 }
 
 #[derive(Debug)]

@@ -317,13 +317,83 @@ pub fn connect(host: &str, port: u16, budget: Duration) -> Result<Conn, String> 
     Err(last)
 }
 
+/// Connect to the unix socket at `path` within `budget`. A blocking `connect` waits without end
+/// while the listener's backlog is full (a server that stopped accepting); this one retries a
+/// non-blocking connect until the budget is spent, then says so.
+pub fn connect_unix(
+    path: &std::path::Path,
+    budget: Duration,
+) -> io::Result<std::os::unix::net::UnixStream> {
+    use std::os::unix::{ffi::OsStrExt, io::FromRawFd};
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid (empty) address.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a unix socket path must be 1 to {} bytes without NUL",
+                addr.sun_path.len() - 1
+            ),
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (to, from) in addr.sun_path.iter_mut().zip(bytes) {
+        *to = *from as libc::c_char;
+    }
+    // SAFETY: a plain socket(2) call; the descriptor is owned by the stream at once.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a new socket that nothing else owns.
+    let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    let started = Instant::now();
+    loop {
+        // SAFETY: addr is a valid sockaddr_un of the size given.
+        let rc = unsafe {
+            libc::connect(
+                fd,
+                (&raw const addr).cast::<libc::sockaddr>(),
+                std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EAGAIN) => {
+                let left = budget.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the socket's backlog stayed full: the server is not accepting connections",
+                    ));
+                }
+                std::thread::sleep(left.min(Duration::from_millis(5)));
+            }
+            _ => return Err(e),
+        }
+    }
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
 /// An I/O failure in a line; a TLS one says what to change.
 pub fn reason(e: &io::Error) -> String {
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         Some(rustls::Error::InvalidCertificate(cert)) => format!(
             "TLS certificate rejected ({cert:?}): it must chain to the bundled roots (or ca_file) and name the host (or server_name); insecure: true skips the check"
         ),
-        Some(other) => format!("TLS failed: {other}"),
+        Some(other) => format!("TLS failed: {other}{}", tls::alert_hint(&other.to_string())),
         None if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
             NO_ANSWER.into()
         }
@@ -404,13 +474,7 @@ impl Conn {
         let Stream::Tls(tls) = &self.stream else {
             return None;
         };
-        let version = match tls.conn.protocol_version()? {
-            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
-            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
-            other => format!("{other:?}"),
-        };
-        let suite = tls.conn.negotiated_cipher_suite()?.suite();
-        Some((version, format!("{suite:?}")))
+        super::tls::negotiated(&tls.conn)
     }
 
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), String> {

@@ -5,6 +5,10 @@
 //! variables are ignored. Unlike kubelet, TLS certificates are verified unless `insecure: true`,
 //! against bundled Mozilla roots (no CA bundle needed in the image, and no 3 ms load of the
 //! system store on every start). The body is read up to `max_body` bytes and never further.
+//! Connections are made by `transport`: TCP or a unix socket, TLS with a client certificate if
+//! one is given, and what the handshake showed kept for the response's `tls`.
+
+mod transport;
 
 use std::{io::Read, rc::Rc, time::Instant};
 
@@ -13,17 +17,16 @@ use ureq::{
     http::{header::LOCATION, Uri},
     typestate::{WithBody, WithoutBody},
     RequestBuilder,
-    tls::TlsConfig,
     unversioned::{
         resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver},
-        transport::{DefaultConnector, NextTimeout},
+        transport::NextTimeout,
     },
 };
 
 use super::{
     decl::{Fails, HostFn, Key, KeyStub, Mask, Opt, OptType, Secret, Stub, Time, Type, TIMEOUT, TIMEOUT_MS},
     options::Options,
-    result_map, values, Host, HostError, RhaiResult,
+    result_map, tls, values, wire, Host, HostError, RhaiResult,
 };
 use crate::{redact, trace::Outcome};
 
@@ -46,7 +49,7 @@ const INSECURE: Opt = Opt {
         key: "insecure",
         ty: OptType::Bool,
         default: "false",
-        doc: "skip TLS certificate verification",
+        doc: "skip TLS certificate verification (`tls` still says whether it verified)",
 };
 const CA_FILE: Opt = Opt {
         key: "ca_file",
@@ -66,7 +69,24 @@ const FOLLOW_REDIRECTS: Opt = Opt {
         default: "true",
         doc: "follow 301/302/303/307/308 on the same host, at most 10",
 };
-const HTTP_OPTIONS: &[Opt] = &[TIMEOUT, TIMEOUT_MS, HEADERS, INSECURE, CA_FILE, MAX_BODY, FOLLOW_REDIRECTS];
+const UNIX_SOCKET: Opt = Opt {
+        key: "unix_socket",
+        ty: OptType::String,
+        default: "none",
+        doc: "connect to this unix socket instead of the URL's host, as curl's `--unix-socket`; the URL still gives the `Host` header and the path (`http://localhost/stats`)",
+};
+const HTTP_OPTIONS: &[Opt] = &[
+    TIMEOUT,
+    TIMEOUT_MS,
+    HEADERS,
+    INSECURE,
+    CA_FILE,
+    wire::CERT_FILE,
+    wire::KEY_FILE,
+    UNIX_SOCKET,
+    MAX_BODY,
+    FOLLOW_REDIRECTS,
+];
 
 /// The keys of a response map, from `http_get` and `http_request` alike.
 const RESPONSE: &[Key] = &[
@@ -111,6 +131,12 @@ const RESPONSE: &[Key] = &[
             ty: Type::String,
             doc: "the final URL, after redirects",
             stub: KeyStub::Derived("the URL it was called with", stub_url),
+        },
+        Key {
+            name: "tls",
+            ty: Type::Map,
+            doc: "https: what the handshake showed, the keys of `tls_cert` (`resp.tls.days_left`, `verified`, `not_after`, `subject`, `dns_names`, `version`, `cipher`, …); `()` for http://",
+            stub: KeyStub::Derived("`tls_cert`'s stub defaults for an https:// URL, else `()`", stub_tls),
         },
     
 ];
@@ -165,6 +191,9 @@ pub const HTTP_REQUEST: HostFn = HostFn {
         HEADERS,
         INSECURE,
         CA_FILE,
+        wire::CERT_FILE,
+        wire::KEY_FILE,
+        UNIX_SOCKET,
         MAX_BODY,
         FOLLOW_REDIRECTS,
     ],
@@ -204,6 +233,18 @@ fn stub_url(_: &Map, args: &[Dynamic]) -> Dynamic {
     args.first().cloned().unwrap_or(Dynamic::UNIT)
 }
 
+fn stub_tls(_: &Map, args: &[Dynamic]) -> Dynamic {
+    let https = args
+        .first()
+        .and_then(|u| u.read_lock::<rhai::ImmutableString>().map(|u| u.to_ascii_lowercase()))
+        .is_some_and(|u| u.starts_with("https://"));
+    if https {
+        crate::testing::complete(&super::certs::TLS_CERT, Map::new().into(), &[])
+    } else {
+        Dynamic::UNIT
+    }
+}
+
 /// Bodies are read up to this many bytes unless `max_body` says otherwise.
 pub const DEFAULT_MAX_BODY: i64 = 64 * 1024;
 /// The largest `max_body` a script may ask for (the engine's string limit is above it).
@@ -217,7 +258,8 @@ const MAX_REDIRECTS: usize = 10;
 /// headers and a small body, and ureq's 128 KiB defaults cost start-up time for nothing. No idle
 /// connections are kept: every check opens its own, as kubelet's prober does, so a peer whose
 /// accept loop is stuck fails the check instead of hiding behind a kept-alive connection.
-pub fn build_agent() -> ureq::Agent {
+pub fn build_agent() -> Client {
+    let session = transport::Shared::default();
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -228,11 +270,26 @@ pub fn build_agent() -> ureq::Agent {
         .output_buffer_size(4 * 1024)
         .max_idle_connections(0)
         .build();
-    ureq::Agent::with_parts(
+    let agent = ureq::Agent::with_parts(
         config,
-        DefaultConnector::default(),
-        LiteralsFirst::default(),
-    )
+        transport::Connect(session.clone()),
+        LiteralsFirst {
+            session: session.clone(),
+            ureq: DefaultResolver::default(),
+        },
+    );
+    Client {
+        agent,
+        session,
+        default_tls: std::cell::OnceCell::new(),
+    }
+}
+
+/// A run's HTTP client: the agent, and what its connector is asked and shows (see `transport`).
+pub struct Client {
+    agent: ureq::Agent,
+    session: transport::Shared,
+    default_tls: std::cell::OnceCell<transport::Tls>,
 }
 
 /// ureq's resolver, except that an IP address in the URL is used as it is, and `localhost` is the
@@ -240,8 +297,17 @@ pub fn build_agent() -> ureq::Agent {
 /// included, on a new thread (to bound it by the timeout); most probes name 127.0.0.1 or
 /// localhost, and that thread was a tenth of their system time. Other names still go through
 /// ureq's (bounded) lookup, as `tcp::resolve` does.
-#[derive(Debug, Default)]
-struct LiteralsFirst(DefaultResolver);
+/// With `unix_socket`, no name is looked up at all: the socket is the address.
+struct LiteralsFirst {
+    session: transport::Shared,
+    ureq: DefaultResolver,
+}
+
+impl std::fmt::Debug for LiteralsFirst {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiteralsFirst")
+    }
+}
 
 impl Resolver for LiteralsFirst {
     fn resolve(
@@ -250,6 +316,11 @@ impl Resolver for LiteralsFirst {
         config: &ureq::config::Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        if transport::lock(&self.session).unix_socket.is_some() {
+            let mut addrs = self.empty();
+            addrs.push(std::net::SocketAddr::from(([127, 0, 0, 1], 80)));
+            return Ok(addrs);
+        }
         let known = uri.authority().and_then(|authority| {
             let host = authority.host();
             let host = host
@@ -269,7 +340,7 @@ impl Resolver for LiteralsFirst {
         });
         match known {
             Some(addrs) => Ok(addrs),
-            None => self.0.resolve(uri, config, timeout),
+            None => self.ureq.resolve(uri, config, timeout),
         }
     }
 }
@@ -339,9 +410,12 @@ struct Request {
     body: Option<(Vec<u8>, Option<&'static str>)>,
     timeout: Option<std::time::Duration>,
     headers: Vec<(String, String)>,
-    insecure: bool,
-    /// `ca_file`: trust the certificates of this PEM file instead of the bundled roots.
-    roots: Option<Vec<ureq::tls::Certificate<'static>>>,
+    /// `unix_socket`: where to connect instead of the URL's host.
+    unix_socket: Option<std::path::PathBuf>,
+    /// The TLS settings, built before connecting when TLS options are given (a bad CA file or a
+    /// key that does not match its certificate is the script's fault even for an http:// URL
+    /// that never gets to TLS); else the run's defaults, on the first https:// connection.
+    tls: Option<transport::Tls>,
     max_body: u64,
     follow_redirects: bool,
 }
@@ -372,16 +446,19 @@ fn parse_options(options: &Options) -> Result<Request, HostError> {
         }
         headers.push((name.to_string(), value.to_string()));
     }
-    let roots = match options.string("ca_file")? {
-        None => None,
-        Some(path) => Some(
-            super::tls::pem_certificates(&path, "CA file")
-                .map_err(HostError::Fault)?
-                .into_iter()
-                .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
-                .collect(),
-        ),
+    let tls_options = wire::TlsOptions::of(options)?;
+    let tls = if tls_options.insecure || tls_options.ca_file.is_some() || tls_options.identity.is_some() {
+        Some(tls_settings(&tls_options)?)
+    } else {
+        None
     };
+    let unix_socket = options.string("unix_socket")?.map(std::path::PathBuf::from);
+    if unix_socket.as_ref().is_some_and(|p| !p.is_absolute()) {
+        return Err(HostError::Fault(format!(
+            "option 'unix_socket': {:?} is not an absolute path",
+            unix_socket.unwrap_or_default()
+        )));
+    }
     let method = match options.string("method")? {
         Some(m) => Method::parse(&m)?,
         None => Method::Get,
@@ -413,10 +490,45 @@ fn parse_options(options: &Options) -> Result<Request, HostError> {
         body,
         timeout: options.timeout()?,
         headers,
-        roots,
-        insecure: options.bool("insecure")?.unwrap_or(false),
+        unix_socket,
+        tls,
         max_body: max_body as u64,
         follow_redirects: options.bool("follow_redirects")?.unwrap_or(true),
+    })
+}
+
+impl Client {
+    /// The run's default TLS settings for a request that gave none, built once per run.
+    fn ready_for_tls(&self) -> Result<(), HostError> {
+        let mut session = transport::lock(&self.session);
+        if session.tls.is_none() {
+            let settings = match self.default_tls.get() {
+                Some(settings) => settings.clone(),
+                None => {
+                    let settings = tls_settings(&wire::TlsOptions::default())?;
+                    let _ = self.default_tls.set(settings.clone());
+                    settings
+                }
+            };
+            session.tls = Some(settings);
+        }
+        Ok(())
+    }
+}
+
+/// A client configuration that verifies as `Verify::ChainAndName` does (or, `insecure`, lets a
+/// failure pass) and records what the server sent, whatever the verdict.
+fn tls_settings(options: &wire::TlsOptions) -> Result<transport::Tls, HostError> {
+    let identity = match &options.identity {
+        Some((cert, key)) => Some(tls::identity(cert, key).map_err(HostError::Fault)?),
+        None => None,
+    };
+    let (config, seen) = tls::recording_config(options.ca_file.as_deref(), identity.as_ref())
+        .map_err(HostError::Fault)?;
+    Ok(transport::Tls {
+        config: std::sync::Arc::new(config),
+        seen,
+        insecure: options.insecure,
     })
 }
 
@@ -438,17 +550,11 @@ fn http_get(host: &Host, ctx: &NativeCallContext, url: &str, options: Options) -
 
 /// The time, TLS settings and headers of one request, on a builder of either kind.
 fn prepared<B>(builder: RequestBuilder<B>, request: &Request, left: std::time::Duration) -> RequestBuilder<B> {
-    let mut config = builder.config().timeout_global(Some(left)).timeout_connect(Some(left));
-    if request.insecure {
-        config = config.tls_config(TlsConfig::builder().disable_verification(true).build());
-    } else if let Some(roots) = &request.roots {
-        config = config.tls_config(
-            TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::new_with_certs(roots))
-                .build(),
-        );
-    }
-    let mut builder = config.build();
+    let mut builder = builder
+        .config()
+        .timeout_global(Some(left))
+        .timeout_connect(Some(left))
+        .build();
     for (name, value) in &request.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
@@ -497,20 +603,31 @@ fn http(host: &Host, ctx: &NativeCallContext, decl: &'static HostFn, url: &str, 
     let shown = redact::mask_url(url);
     let request = parse_options(&options).map_err(|e| e.into_fault(decl.name, ctx))?;
     let first = parse_url(url).map_err(|e| e.into_fault(decl.name, ctx))?;
-    let what = format!("{} {shown}", request.method.name());
+    let what = match &request.unix_socket {
+        Some(path) => format!("{} {shown} via {}", request.method.name(), path.display()),
+        None => format!("{} {shown}", request.method.name()),
+    };
     let map = host.call(ctx, decl, &[url], what, request.timeout, |budget| {
         let mut uri = first;
         let mut method = request.method;
         let mut body = request.body.as_ref();
         let started = Instant::now();
-        let agent = host.http_agent();
+        let client = host.http_agent();
+        {
+            let mut session = transport::lock(&client.session);
+            session.unix_socket = request.unix_socket.clone();
+            session.tls = request.tls.clone();
+        }
         let mut hops = 0;
         loop {
             let left = budget.saturating_sub(started.elapsed());
-            let mut response = send(agent, method, &uri, body, &request, left).map_err(|e| {
-                    let tls = uri.scheme_str() == Some("https");
-                    HostError::Transport(transport_reason(&e, budget, tls))
-                })?;
+            let https = uri.scheme_str() == Some("https");
+            if https {
+                client.ready_for_tls()?;
+            }
+            let sent = send(&client.agent, method, &uri, body, &request, left);
+            let handshake = transport::lock(&client.session).handshake.take();
+            let mut response = sent.map_err(|e| HostError::Transport(transport_reason(&e, budget, https)))?;
             let status = response.status().as_u16();
             if request.follow_redirects && matches!(status, 301 | 302 | 303 | 307 | 308) {
                 if let Some(next) = response
@@ -568,6 +685,11 @@ fn http(host: &Host, ctx: &NativeCallContext, decl: &'static HostFn, url: &str, 
             map.insert("elapsed_ms".into(), elapsed_ms.into());
             map.insert("truncated".into(), truncated.into());
             map.insert("url".into(), uri.to_string().into());
+            let tls = handshake.and_then(|h| super::certs::describe(&h.seen, h.version, h.cipher).ok());
+            map.insert(
+                "tls".into(),
+                tls.map_or(Dynamic::UNIT, |(facts, _)| result_map(&super::certs::TLS_CERT, facts)),
+            );
             let summary = if hops > 0 && method != request.method {
                 format!("{status} after {hops} redirect{} (as {})", if hops == 1 { "" } else { "s" }, method.name())
             } else if hops > 0 {
@@ -650,7 +772,7 @@ fn transport_reason(e: &ureq::Error, budget: std::time::Duration, tls: bool) -> 
                     "TLS: {inner} (self-signed or private CA; insecure: true skips verification)"
                 )
             } else {
-                format!("TLS: {inner}")
+                format!("TLS: {inner}{}", tls::alert_hint(&inner))
             }
         }
         ureq::Error::Io(io) if tls && matches!(io.kind(), UnexpectedEof | ConnectionReset) => {
@@ -661,7 +783,7 @@ fn transport_reason(e: &ureq::Error, budget: std::time::Duration, tls: bool) -> 
         ureq::Error::HostNotFound => "host not found (DNS)".into(),
         ureq::Error::ConnectionFailed => "connection failed".into(),
         ureq::Error::Tls(m) => format!("TLS: {m}"),
-        ureq::Error::Rustls(r) => format!("TLS: {r}"),
+        ureq::Error::Rustls(r) => format!("TLS: {r}{}", tls::alert_hint(&r.to_string())),
         // A TLS server answers plain HTTP with a TLS alert, whose bytes fail the status line.
         ureq::Error::Protocol(p) if !tls => {
             format!("not a valid HTTP response: {p} (does the port speak TLS? then use https://)")

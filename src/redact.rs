@@ -54,6 +54,11 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
 /// (`?token=`, `X-Api-Key`, `Authorization`, `Cookie`, …).
 pub fn sensitive_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
+    // A DSN's client key is named by its file's path, which is no secret (and the error that
+    // names a key not matching its certificate must show it).
+    if name == "sslkey" || name == "ssl-key" {
+        return false;
+    }
     [
         "token",
         "key",

@@ -283,6 +283,59 @@ fn pg_tls_modes() {
 }
 
 #[test]
+fn pg_client_certificates() {
+    let p = private_pg();
+    let ca = p.ca.display().to_string();
+    // Database template1 on the TLS server wants a certificate signed by our CA, and the password.
+    let dsn = |extra: &str| {
+        format!(
+            "postgres://{PG_USER}:{PG_PASSWORD}@localhost:{}/template1?sslmode=verify-full&sslrootcert={ca}{extra}",
+            p.tls
+        )
+    };
+    let ping = |extra: &str| run(&format!("sql_ping(\"{}\")", dsn(extra)), &[]);
+    let (cert, key) = (p.client.0.display(), p.client.1.display());
+    let (stranger, stranger_key) = (p.stranger.0.display(), p.stranger.1.display());
+    ping("").expect(1, "connection requires a valid client certificate");
+    ping(&format!("&sslcert={stranger}&sslkey={stranger_key}"))
+        .expect(1, "is sslcert signed by a CA it trusts?");
+    ping(&format!("&sslcert={cert}&sslkey={key}")).expect(0, "healthy");
+    // A key that is not the certificate's, and half a pair: the script's fault.
+    ping(&format!("&sslcert={cert}&sslkey={stranger_key}")).expect(
+        3,
+        &format!("the key in {stranger_key} does not match the certificate in {cert}"),
+    );
+    ping(&format!("&sslcert={cert}")).expect(3, "sslcert needs sslkey too");
+}
+
+#[test]
+fn mysql_client_certificates() {
+    let m = support::private_mariadb();
+    let ca = m.ca.display().to_string();
+    let user = support::MY_X509_USER;
+    let ping = |params: &str| {
+        run(
+            &format!("sql_ping(\"mysql://{user}@localhost:{}/?{params}\")", m.port),
+            &[],
+        )
+    };
+    let verified = format!("ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}");
+    let (cert, key) = (m.client.0.display(), m.client.1.display());
+    let (stranger, stranger_key) = (m.stranger.0.display(), m.stranger.1.display());
+    // The account requires X509: TLS without a certificate is refused by the server.
+    ping(&verified).expect(1, "Access denied for user 'probe_x509'");
+    ping(&format!("{verified}&ssl-cert={stranger}&ssl-key={stranger_key}")).expect(1, "received fatal alert: UnknownCA (the server refused the handshake: if it checks client certificates, is ssl-cert signed by a CA it trusts?)");
+    ping(&format!("{verified}&ssl-cert={cert}&ssl-key={key}")).expect(0, "healthy");
+    // A client certificate implies TLS, as for the mysql and mariadb clients.
+    ping(&format!("ssl-cert={cert}&ssl-key={key}")).expect(0, "healthy");
+    ping(&format!("{verified}&ssl-cert={cert}&ssl-key={stranger_key}")).expect(
+        3,
+        &format!("the key in {stranger_key} does not match the certificate in {cert}"),
+    );
+    ping(&format!("ssl-key={key}")).expect(3, "ssl-key needs ssl-cert too");
+}
+
+#[test]
 fn pg_connection_is_closed_cleanly() {
     let p = private_pg();
     let marker = format!("clean-close-{}", std::process::id());

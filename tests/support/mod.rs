@@ -582,6 +582,10 @@ pub struct PrivatePg {
     pub socket_dir: String,
     pub ca: PathBuf,
     pub log: PathBuf,
+    /// A client certificate and key the TLS server accepts (signed by `ca`).
+    pub client: (PathBuf, PathBuf),
+    /// One it refuses (self-signed).
+    pub stranger: (PathBuf, PathBuf),
 }
 
 pub const PG_USER: &str = "probe_admin";
@@ -611,22 +615,8 @@ pub fn private_pg() -> &'static PrivatePg {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("pw"), PG_PASSWORD).unwrap();
-        // A CA and a server certificate for localhost only.
-        let ssl = |args: &[&str]| {
-            let ok = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("openssl")
-                .success();
-            assert!(ok, "openssl {args:?} failed");
-        };
-        ssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=probe test CA", "-keyout", "ca.key", "-out", "ca.pem"]);
-        ssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
-        std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n").unwrap();
-        ssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "ext", "-out", "server.pem"]);
+        // A CA and a server certificate for localhost only; client certificates.
+        pki(&dir, PG_USER);
         let as_postgres = |program: &str| {
             let mut cmd = if root {
                 let mut c = Command::new("setpriv");
@@ -650,6 +640,15 @@ pub fn private_pg() -> &'static PrivatePg {
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
         let ok = Command::new("cp").args(["-a", "data", "data-tls"]).current_dir(&dir).status().unwrap().success();
         assert!(ok, "cp data");
+        // On the TLS server, database template1 also wants a client certificate signed by the CA
+        // (and the password): the first matching line of pg_hba.conf wins.
+        let hba = dir.join("data-tls/pg_hba.conf");
+        let rest = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(
+            &hba,
+            format!("hostssl template1 all 127.0.0.1/32 scram-sha-256 clientcert=verify-ca\n{rest}"),
+        )
+        .unwrap();
         let (plain, tls) = (closed_port(), closed_port());
         let socket_dir = dir.display().to_string();
         let postgres = |data: &str, port: u16, ssl: bool| -> String {
@@ -664,7 +663,7 @@ pub fn private_pg() -> &'static PrivatePg {
             ));
             if ssl {
                 line.push_str(&format!(
-                    " -c ssl=on -c ssl_cert_file={socket_dir}/server.pem -c ssl_key_file={socket_dir}/server.key"
+                    " -c ssl=on -c ssl_cert_file={socket_dir}/server.pem -c ssl_key_file={socket_dir}/server.key -c ssl_ca_file={socket_dir}/ca.pem"
                 ));
             } else {
                 line.push_str(" -c ssl=off");
@@ -707,6 +706,108 @@ pub fn private_pg() -> &'static PrivatePg {
             socket_dir,
             ca: dir.join("ca.pem"),
             log: dir.join("plain.log"),
+            client: (dir.join("client.pem"), dir.join("client.key")),
+            stranger: (dir.join("stranger.pem"), dir.join("stranger.key")),
+        }
+    })
+}
+
+/// With openssl in `dir`: a CA (ca.pem, ca.key), a server certificate for localhost only
+/// (server.pem, server.key), a client certificate for `client_cn` signed by the CA (client.pem,
+/// client.key) and a self-signed one a server must refuse (stranger.pem, stranger.key).
+fn pki(dir: &Path, client_cn: &str) {
+    let ssl = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl")
+            .success();
+        assert!(ok, "openssl {args:?} failed");
+    };
+    let subject = format!("/CN={client_cn}");
+    ssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=probe test CA", "-keyout", "ca.key", "-out", "ca.pem"]);
+    ssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
+    std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n").unwrap();
+    ssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "ext", "-out", "server.pem"]);
+    ssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", &subject, "-keyout", "client.key", "-out", "client.csr"]);
+    std::fs::write(dir.join("client-ext"), "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
+    ssl(&["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "client-ext", "-out", "client.pem"]);
+    ssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", &subject, "-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=clientAuth", "-keyout", "stranger.key", "-out", "stranger.pem"]);
+}
+
+/// A private MariaDB server with TLS (a certificate for localhost signed by `ca`) and one account,
+/// `MY_X509_USER`, that must present a client certificate signed by that CA (`REQUIRE X509`),
+/// because the shared server has no TLS. Runs as long as the test process, as [`private_pg`].
+pub struct PrivateMariadb {
+    pub port: u16,
+    pub ca: PathBuf,
+    pub client: (PathBuf, PathBuf),
+    pub stranger: (PathBuf, PathBuf),
+}
+
+pub const MY_X509_USER: &str = "probe_x509";
+
+pub fn private_mariadb() -> &'static PrivateMariadb {
+    static MY: OnceLock<PrivateMariadb> = OnceLock::new();
+    MY.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("rhai-probe-my-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        pki(&dir, MY_X509_USER);
+        let user = if is_root() { "--user=root" } else { "" };
+        let out = Command::new("mariadb-install-db")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .args(Some(user).filter(|u| !u.is_empty()))
+            .current_dir(&dir)
+            .output()
+            .expect("mariadb-install-db (scripts/test-services.sh installs mariadb-server)");
+        assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
+        let port = closed_port();
+        let d = dir.display();
+        let script = format!(
+            "cd {d} || exit 1; /usr/sbin/mariadbd --no-defaults {user} --datadir={d}/data --port={port} --bind-address=127.0.0.1 \
+             --socket={d}/sock --pid-file={d}/pid --skip-log-bin --innodb-buffer-pool-size=16M --skip-name-resolve \
+             --ssl-ca={d}/ca.pem --ssl-cert={d}/server.pem --ssl-key={d}/server.key 2>server.log & a=$!; \
+             read _; kill $a; wait; rm -rf {d}"
+        );
+        #[allow(clippy::zombie_processes)]
+        let mut shell = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::mem::forget(shell.stdin.take());
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "private MariaDB did not start: {}",
+                std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        let sql = format!(
+            "CREATE USER '{MY_X509_USER}'@'%' REQUIRE X509; GRANT USAGE ON *.* TO '{MY_X509_USER}'@'%';"
+        );
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "-uroot", "-S"])
+            .arg(dir.join("sock"))
+            .args(["-e", &sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mariadb: {}", String::from_utf8_lossy(&out.stderr));
+        PrivateMariadb {
+            port,
+            ca: dir.join("ca.pem"),
+            client: (dir.join("client.pem"), dir.join("client.key")),
+            stranger: (dir.join("stranger.pem"), dir.join("stranger.key")),
         }
     })
 }

@@ -111,6 +111,8 @@ pub struct Dsn {
     pub ssl: SslMode,
     /// `sslrootcert` / `ssl-ca`: trust this CA file instead of the bundled roots.
     pub ca_file: Option<String>,
+    /// `sslcert` and `sslkey` (MySQL: `ssl-cert`, `ssl-key`): a client certificate and its key.
+    pub identity: Option<(String, String)>,
     pub connect_timeout: Option<Duration>,
     /// Other PostgreSQL parameters (`application_name`, `options`, …), passed to the driver.
     pub params: Vec<(String, String)>,
@@ -121,6 +123,10 @@ const MYSQL_PARAMS: &[&str] = &[
     "sslmode",
     "ssl-ca",
     "sslrootcert",
+    "ssl-cert",
+    "sslcert",
+    "ssl-key",
+    "sslkey",
     "connect_timeout",
     "socket",
 ];
@@ -340,12 +346,19 @@ fn finish(mut f: Fields) -> Result<Dsn, String> {
         Kind::MySql => SslMode::Disable,
     };
     let mut ca_file = None;
+    let (mut cert_file, mut key_file) = (None, None);
+    let mut ssl_given = false;
     let mut connect_timeout = None;
     let mut params = Vec::new();
     for (key, value) in std::mem::take(&mut f.params) {
         match key.as_str() {
-            "sslmode" | "ssl-mode" => ssl = SslMode::parse(kind, &value)?,
+            "sslmode" | "ssl-mode" => {
+                ssl = SslMode::parse(kind, &value)?;
+                ssl_given = true;
+            }
             "sslrootcert" | "ssl-ca" => ca_file = Some(value).filter(|v| !v.is_empty()),
+            "sslcert" | "ssl-cert" => cert_file = Some(value).filter(|v| !v.is_empty()),
+            "sslkey" | "ssl-key" => key_file = Some(value).filter(|v| !v.is_empty()),
             "connect_timeout" => {
                 let secs: u64 = value.trim().parse().map_err(|_| {
                     format!("connect_timeout={value} is not a whole number of seconds")
@@ -355,6 +368,20 @@ fn finish(mut f: Fields) -> Result<Dsn, String> {
             }
             _ => params.push((key, value)),
         }
+    }
+    let (cert, key) = match kind {
+        Kind::Postgres => ("sslcert", "sslkey"),
+        Kind::MySql => ("ssl-cert", "ssl-key"),
+    };
+    let identity = match (cert_file, key_file) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(_), None) => return Err(format!("{cert} needs {key} too (the client certificate's private key)")),
+        (None, Some(_)) => return Err(format!("{key} needs {cert} too (the client certificate)")),
+    };
+    // As the mysql and mariadb clients: a client certificate implies TLS.
+    if identity.is_some() && !ssl_given && ssl == SslMode::Disable {
+        ssl = SslMode::Require;
     }
     if kind == Kind::Postgres && f.user.as_deref().unwrap_or_default().is_empty() {
         return Err(
@@ -410,6 +437,7 @@ fn finish(mut f: Fields) -> Result<Dsn, String> {
         dbname: f.dbname.filter(|d| !d.is_empty()),
         ssl,
         ca_file,
+        identity,
         connect_timeout,
         params,
     })
@@ -601,6 +629,24 @@ mod tests {
         assert_eq!(d.ca_file.as_deref(), Some("/ca.pem"));
         assert_eq!(parse("mysql://root@h/test").unwrap().ssl, SslMode::Disable);
         assert_eq!(parse("postgres://u@h/test").unwrap().ssl, SslMode::Prefer);
+    }
+
+    #[test]
+    fn client_certificates_and_the_tls_they_imply() {
+        let d = parse("mysql://u@h/db?ssl-cert=/c.pem&ssl-key=/k.pem").unwrap();
+        assert_eq!(d.identity, Some(("/c.pem".into(), "/k.pem".into())));
+        assert_eq!(d.ssl, SslMode::Require, "a client certificate implies TLS");
+        let d = parse("mysql://u@h/db?ssl-mode=DISABLED&ssl-cert=/c.pem&ssl-key=/k.pem").unwrap();
+        assert_eq!(d.ssl, SslMode::Disable, "unless TLS is switched off in so many words");
+        let d = parse("host=h user=u sslcert=/c.pem sslkey=/k.pem sslmode=verify-full").unwrap();
+        assert_eq!(d.identity, Some(("/c.pem".into(), "/k.pem".into())));
+        assert!(d.params.is_empty(), "{:?}", d.params);
+        // The key's file name is no secret: it is shown.
+        assert!(mask("postgres://u:pw12@h/db?sslkey=/etc/k.pem").ends_with("sslkey=/etc/k.pem"));
+        assert_eq!(
+            parse("postgres://u@h/db?sslcert=/c.pem").unwrap_err(),
+            "postgres://u@h/db?sslcert=/c.pem: sslcert needs sslkey too (the client certificate's private key)"
+        );
     }
 
     #[test]

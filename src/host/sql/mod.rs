@@ -113,7 +113,24 @@ fn tls_reason(e: &rustls::Error, dsn: &Dsn) -> String {
             };
             format!("TLS certificate rejected ({cert:?}): {hint}")
         }
-        other => format!("TLS failed: {other}"),
+        other => format!(
+            "TLS failed: {other}{}",
+            super::tls::alert_hint_with(&other.to_string(), cert_param(dsn.kind), key_param(dsn.kind))
+        ),
+    }
+}
+
+fn cert_param(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Postgres => "sslcert",
+        Kind::MySql => "ssl-cert",
+    }
+}
+
+fn key_param(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Postgres => "sslkey",
+        Kind::MySql => "ssl-key",
     }
 }
 

@@ -11,7 +11,7 @@ use mysql::{
 use rhai::Dynamic;
 
 use super::{
-    super::tcp,
+    super::{tcp, tls},
     dsn::{Dsn, SslMode, Target},
     Request, SqlError,
 };
@@ -29,6 +29,12 @@ pub fn run(dsn: &Dsn, budget: Duration, request: &Request) -> Result<Dynamic, Sq
         if tcp::without_lookup(host).is_none() {
             tcp::lookup(host, *port, budget).map_err(SqlError::Failed)?;
         }
+    }
+    // The driver reads these files itself, and says only "invalid key" of a mismatch.
+    if let Some((cert, key)) = &dsn.identity {
+        let identity = tls::identity(cert, key).map_err(SqlError::Fault)?;
+        tls::client_config_with(tls::Verify::Nothing, None, tls::KeyShare::X25519, Some(&identity))
+            .map_err(SqlError::Fault)?;
     }
     let attempt = |ssl: Option<SslOpts>| -> Result<Result<Dynamic, SqlError>, mysql::Error> {
         let left = budget.saturating_sub(started.elapsed());
@@ -83,6 +89,12 @@ fn ssl_opts(dsn: &Dsn, mode: SslMode) -> Option<SslOpts> {
     let mut opts = SslOpts::default();
     if let Some(ca) = &dsn.ca_file {
         opts = opts.with_root_cert_path(Some(std::path::PathBuf::from(ca)));
+    }
+    if let Some((cert, key)) = &dsn.identity {
+        opts = opts.with_client_identity(Some(mysql::ClientIdentity::new(
+            std::path::PathBuf::from(cert),
+            std::path::PathBuf::from(key),
+        )));
     }
     // As libpq: REQUIRED with a CA file verifies the chain.
     let (chain, name) = match mode {

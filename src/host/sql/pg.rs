@@ -18,7 +18,7 @@ use tokio_postgres::{
 };
 
 use super::{
-    super::tls::{client_config, prepare_p256_key_share, KeyShare, Verify},
+    super::tls::{client_config_with, prepare_p256_key_share, KeyShare, Verify},
     dsn::{Dsn, SslMode, Target},
     gather::GatherTls,
     Request, SqlError,
@@ -31,8 +31,12 @@ pub fn run(dsn: &Dsn, budget: Duration, request: &Request) -> Result<Dynamic, Sq
         return drive(&config, NoTls, false, dsn, budget, request);
     }
     let verify = Verify::of(dsn.ssl, dsn.ca_file.as_deref());
-    let tls =
-        client_config(verify, dsn.ca_file.as_deref(), KeyShare::P256).map_err(SqlError::Fault)?;
+    let identity = match &dsn.identity {
+        Some((cert, key)) => Some(crate::host::tls::identity(cert, key).map_err(SqlError::Fault)?),
+        None => None,
+    };
+    let tls = client_config_with(verify, dsn.ca_file.as_deref(), KeyShare::P256, identity.as_ref())
+        .map_err(SqlError::Fault)?;
     drive(
         &config,
         GatherTls(tokio_postgres_rustls::MakeRustlsConnect::new(tls)),

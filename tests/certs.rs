@@ -239,6 +239,16 @@ fn https_server(
     key: &KeyPair,
     client_ca: Option<&str>,
 ) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    https_server_with(chain, key, client_ca, rustls::DEFAULT_VERSIONS)
+}
+
+/// As [`https_server`], speaking only `versions` of TLS.
+fn https_server_with(
+    chain: &[&str],
+    key: &KeyPair,
+    client_ca: Option<&str>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::{io::Write, sync::atomic::Ordering};
     let certs: Vec<CertificateDer<'static>> = chain
         .iter()
@@ -247,7 +257,7 @@ fn https_server(
     let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap();
     let config = match client_ca {
         None => builder.with_no_client_auth(),
@@ -434,4 +444,44 @@ fn client_certificates_for_https() {
     Probe::script(&format!("http_get(\"{url}\", #{{cert_file: \"{cert}\"}})"))
         .run()
         .expect(3, "option 'cert_file' needs 'key_file' too");
+}
+
+#[test]
+fn tls_cert_presents_a_client_certificate() {
+    // TLS 1.2: a server that wants a client certificate refuses the handshake itself (in 1.3 it
+    // would say so only after the client's side of the handshake is done).
+    let (server_ca_pem, server_ca) = ca(3650, None);
+    let (server_pem, server_key) = leaf(30, Some(&server_ca));
+    let (client_ca_pem, client_ca) = ca(3650, None);
+    let (port, _) = https_server_with(
+        &[&server_pem],
+        &server_key,
+        Some(&client_ca_pem),
+        &[&rustls::version::TLS12],
+    );
+    let ca = ca_file("mtls-cert-ca", &server_ca_pem);
+    Probe::script(&format!("tls_cert(\"localhost\", {port}, #{{ca_file: \"{ca}\"}})"))
+        .run()
+        .expect(
+            2,
+            "TLS failed: received fatal alert: CertificateRequired (the server asks for a client certificate: give cert_file and key_file) (probe.rhai",
+        );
+    let (client, client_key) = leaf(30, Some(&client_ca));
+    let (cert, key) = pem_files("mtls-cert-client", &client, &client_key);
+    expect(
+        &format!("tls_cert(\"localhost\", {port}, #{{ca_file: \"{ca}\", cert_file: \"{cert}\", key_file: \"{key}\"}})"),
+        "c.verified && c.version == \"TLSv1.2\" && c.days_left > 29.0",
+        0,
+        "healthy",
+    );
+    let (_, stranger_key) = leaf(30, None);
+    let (_, wrong_key) = pem_files("mtls-cert-wrong", &client, &stranger_key);
+    Probe::script(&format!(
+        "tls_cert(\"localhost\", {port}, #{{cert_file: \"{cert}\", key_file: \"{wrong_key}\"}})"
+    ))
+    .run()
+    .expect(
+        3,
+        &format!("the key in {wrong_key} does not match the certificate in {cert}"),
+    );
 }

@@ -315,7 +315,10 @@ fn mysql_client_certificates() {
     let user = support::MY_X509_USER;
     let ping = |params: &str| {
         run(
-            &format!("sql_ping(\"mysql://{user}@localhost:{}/?{params}\")", m.port),
+            &format!(
+                "sql_ping(\"mysql://{user}@localhost:{}/?{params}\")",
+                m.port
+            ),
             &[],
         )
     };
@@ -328,7 +331,10 @@ fn mysql_client_certificates() {
     ping(&format!("{verified}&ssl-cert={cert}&ssl-key={key}")).expect(0, "healthy");
     // A client certificate implies TLS, as for the mysql and mariadb clients.
     ping(&format!("ssl-cert={cert}&ssl-key={key}")).expect(0, "healthy");
-    ping(&format!("{verified}&ssl-cert={cert}&ssl-key={stranger_key}")).expect(
+    ping(&format!(
+        "{verified}&ssl-cert={cert}&ssl-key={stranger_key}"
+    ))
+    .expect(
         3,
         &format!("the key in {stranger_key} does not match the certificate in {cert}"),
     );

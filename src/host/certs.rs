@@ -38,6 +38,8 @@ pub const TLS_CERT: HostFn = HostFn {
         TIMEOUT_MS,
         wire::CA_FILE,
         wire::SERVER_NAME,
+        wire::CERT_FILE,
+        wire::KEY_FILE,
         Opt {
             key: "starttls",
             ty: OptType::String,
@@ -279,7 +281,14 @@ fn tls_cert(
         .string("server_name")
         .map_err(|e| e.into_fault("tls_cert", ctx))?
         .unwrap_or_else(|| name.to_string());
-    let (config, seen) = tls::recording_config(ca_file.as_deref(), None).map_err(fault)?;
+    let identity = match wire::TlsOptions::of(&options)
+        .map_err(|e| e.into_fault("tls_cert", ctx))?
+        .identity
+    {
+        Some((cert, key)) => Some(tls::identity(&cert, &key).map_err(fault)?),
+        None => None,
+    };
+    let (config, seen) = tls::recording_config(ca_file.as_deref(), identity.as_ref()).map_err(fault)?;
     let sni = ServerName::try_from(server_name.clone())
         .map_err(|_| fault(format!("{server_name} is not a valid TLS server name")))?;
     let what = match name.parse::<std::net::IpAddr>() {

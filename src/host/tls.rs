@@ -267,6 +267,30 @@ pub fn recording_config(
     Ok((authenticate(config, identity)?, seen))
 }
 
+/// Run the client's side of the handshake to its end. A server that refuses (a client
+/// certificate it wanted and did not get) sends an alert and closes; the client's next write can
+/// then fail (broken pipe, reset) before the alert is read, which would hide the reason. So after
+/// a failed write, whatever the server sent is read and the alert, if any, is the error.
+pub fn handshake<T: std::io::Read + std::io::Write>(
+    conn: &mut rustls::ClientConnection,
+    io: &mut T,
+) -> std::io::Result<()> {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(io) {
+            if matches!(e.kind(), BrokenPipe | ConnectionReset) {
+                while conn.read_tls(io).is_ok_and(|n| n > 0) {
+                    if let Err(alert) = conn.process_new_packets() {
+                        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, alert));
+                    }
+                }
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 /// What to do about a TLS alert the server sent, for a reason line: a server that wants a
 /// client certificate, or did not take the one it got. Empty for other errors.
 pub fn alert_hint(error: &str) -> String {

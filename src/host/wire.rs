@@ -437,8 +437,8 @@ impl Conn {
             ClientConnection::new(config, name).map_err(|e| format!("TLS setup: {e}"))?;
         // The handshake on its own, so that its failure says what HTTPS says: a plain port of
         // most of these protocols never answers a ClientHello.
-        while conn.is_handshaking() {
-            if let Err(e) = conn.complete_io(&mut tcp) {
+        {
+            if let Err(e) = tls::handshake(&mut conn, &mut tcp) {
                 return Err(match e.kind() {
                     WouldBlock | TimedOut => {
                         format!("TLS handshake failed: no answer to the ClientHello; {plain}")
@@ -446,10 +446,14 @@ impl Conn {
                     UnexpectedEof | ConnectionReset => {
                         format!("connection closed during the TLS handshake; {plain}")
                     }
+                    // A certificate rejected or an alert received: the port speaks TLS.
                     InvalidData
                         if !matches!(
                             e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
-                            Some(rustls::Error::InvalidCertificate(_))
+                            Some(
+                                rustls::Error::InvalidCertificate(_)
+                                    | rustls::Error::AlertReceived(_)
+                            )
                         ) =>
                     {
                         format!("TLS handshake failed ({}); {plain}", reason(&e))

@@ -190,10 +190,20 @@ pub fn black_hole() -> u16 {
     })
 }
 
-/// A port on 127.0.0.1 with nothing listening (bound, then released).
+/// A port on 127.0.0.1 with nothing listening (bound, then released). Never the same one twice
+/// in a test process: tests run in parallel, and two servers started on one released port would
+/// find each other's listener (a server that failed to bind looked started).
 pub fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A fresh directory under the target dir for scripts and log files.
@@ -728,14 +738,108 @@ fn pki(dir: &Path, client_cn: &str) {
         assert!(ok, "openssl {args:?} failed");
     };
     let subject = format!("/CN={client_cn}");
-    ssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=probe test CA", "-keyout", "ca.key", "-out", "ca.pem"]);
-    ssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
-    std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n").unwrap();
-    ssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "ext", "-out", "server.pem"]);
-    ssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", &subject, "-keyout", "client.key", "-out", "client.csr"]);
-    std::fs::write(dir.join("client-ext"), "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
-    ssl(&["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "client-ext", "-out", "client.pem"]);
-    ssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", &subject, "-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=clientAuth", "-keyout", "stranger.key", "-out", "stranger.pem"]);
+    ssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=probe test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    ssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n",
+    )
+    .unwrap();
+    ssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext",
+        "-out",
+        "server.pem",
+    ]);
+    ssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        &subject,
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+    ]);
+    std::fs::write(
+        dir.join("client-ext"),
+        "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    ssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "client-ext",
+        "-out",
+        "client.pem",
+    ]);
+    ssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        &subject,
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-addext",
+        "extendedKeyUsage=clientAuth",
+        "-keyout",
+        "stranger.key",
+        "-out",
+        "stranger.pem",
+    ]);
 }
 
 /// A private MariaDB server with TLS (a certificate for localhost signed by `ca`) and one account,

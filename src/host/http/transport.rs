@@ -106,7 +106,7 @@ impl Connector<()> for Connect {
         let mut conn = ClientConnection::new(settings.config.clone(), name)?;
         let mut sock = TransportAdapter::new(plain, details.current_time.clone());
         sock.set_timeout(details.timeout);
-        conn.complete_io(&mut sock)?;
+        tls::handshake(&mut conn, &mut sock)?;
         let seen = settings
             .seen
             .lock()

@@ -322,6 +322,11 @@ pub struct RunArgs {
     #[command(flatten)]
     pub vars: VarArgs,
 
+    /// Where a script keeps what it needs from earlier runs (check grace and failures, rate,
+    /// remember, history): one small file per probe. In a pod: an emptyDir volume (docs/state.md).
+    #[arg(long, env = "RHAI_PROBE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
     /// The verdict's format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,

@@ -84,6 +84,11 @@ impl Exit {
         }
     }
 
+    /// The outcome of an exit code.
+    pub fn from_code(code: u8) -> Option<Exit> {
+        Exit::ALL.into_iter().find(|e| e.code() == code)
+    }
+
     /// The outcome a `test` case names (`usage` and `terminated` are not a script's outcome).
     pub fn from_key(key: &str) -> Option<Exit> {
         Exit::ALL

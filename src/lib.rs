@@ -19,6 +19,7 @@ pub mod redact;
 pub mod report;
 pub mod serve;
 pub mod signals;
+pub mod state;
 pub mod target;
 pub mod testing;
 pub mod trace;

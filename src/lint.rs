@@ -184,6 +184,28 @@ const KEYWORDS: &[&str] = &[
 ];
 
 /// Every problem found, each with its position, in the order of the script.
+/// Where a script keeps state across runs (a `check` with options, `rate`, `remember`,
+/// `recall`, `history`): `check` says such a script needs `--state-dir`.
+pub fn state_uses(ast: &AST) -> Vec<(String, Pos)> {
+    let mut uses = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::FnCall(f, pos)) | ASTNode::Expr(Expr::FnCall(f, pos))) =
+            path.last()
+        {
+            let keeps = match f.name.as_str() {
+                "check" => f.args.len() == 3,
+                "rate" | "remember" | "recall" | "history" => true,
+                _ => false,
+            };
+            if keeps && f.op_token.is_none() {
+                uses.push((f.name.to_string(), (*pos).into()));
+            }
+        }
+        true
+    });
+    uses
+}
+
 pub fn lint(ast: &AST) -> Vec<Diagnostic> {
     let mut declared: HashSet<String> = HashSet::new();
     let mut script_fns: HashSet<String> = HashSet::new();

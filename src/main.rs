@@ -137,7 +137,11 @@ fn run(args: RunArgs, explain: bool) -> Exit {
     trace.set_phase(engine::STOPPED_RUNNING);
     let vars = vars(&args.vars);
     probe::warn_unused_vars(&script, &vars);
-    let verdict = probe::run(&script, vars, deadline, &trace, None);
+    let store = match &args.state_dir {
+        Some(dir) => rhai_probe::state::Store::Dir(dir.clone()),
+        None => rhai_probe::state::Store::Off,
+    };
+    let verdict = probe::run(&script, vars, deadline, &trace, None, store);
     if !reporter.emit(&verdict, &trace, Some(&script.text)) {
         // The watchdog is reporting the deadline and will exit with it.
         std::thread::sleep(Duration::from_secs(1));
@@ -246,10 +250,11 @@ fn test(args: TestArgs) -> Exit {
     for case in cases {
         let mut vars = cli_vars.clone();
         vars.extend(testing::case_vars(&case));
+        let store = testing::case_store(&case);
         let stubs = testing::Stubs::new(case);
         let trace = Trace::default();
         let deadline = Deadline::start(args.timeout.0);
-        let verdict = probe::run(&script, vars, deadline, &trace, Some(stubs.clone()));
+        let verdict = probe::run(&script, vars, deadline, &trace, Some(stubs.clone()), store);
         let missing = stubs.missing.borrow().clone();
         let mut result = testing::judge_case(
             stubs.case(),
@@ -281,6 +286,7 @@ fn check(args: CheckArgs) -> Exit {
     let vars = vars(&args.vars);
     let mut failed = 0;
     let mut reports = Vec::new();
+    let mut stateful = Vec::new();
     let scripts = args
         .scripts
         .iter()
@@ -295,7 +301,15 @@ fn check(args: CheckArgs) -> Exit {
             .map_err(|v| Box::new((v, None)))
             .and_then(|script| probe::check_script(script, &vars));
         let (name, problems, text) = match checked {
-            Ok((script, ast)) => (script.name.clone(), lint::lint(&ast), Some(script.text)),
+            Ok((script, ast)) => {
+                if let Some((function, pos)) = lint::state_uses(&ast).first() {
+                    stateful.push(format!(
+                        "note: {}:{}:{}: {function} keeps state across runs: run it with --state-dir DIR (RHAI_PROBE_STATE_DIR; docs/state.md)",
+                        script.name, pos.line, pos.col
+                    ));
+                }
+                (script.name.clone(), lint::lint(&ast), Some(script.text))
+            }
             Err(failure) => {
                 let (verdict, script) = *failure;
                 let name = shown;
@@ -326,6 +340,11 @@ fn check(args: CheckArgs) -> Exit {
         reports.push((name, problems));
     }
     let total = args.scripts.len() + args.eval.len();
+    if args.format == Format::Text {
+        for note in &stateful {
+            eprintln!("{note}");
+        }
+    }
     if args.format == Format::Json {
         println!("{}", report::check_report(&reports));
     } else if failed == 0 {

@@ -202,23 +202,27 @@ pub fn warn_unused_vars(script: &Script, vars: &rhai::Map) {
     }
 }
 
-/// Compile and evaluate `script` under `deadline`, recording calls in `trace`; with `stubs` (`rhai-probe test`), against a case's stubs instead of the world.
+/// Compile and evaluate `script` under `deadline`, recording calls in `trace`; with `stubs` (`rhai-probe test`), against a case's stubs instead of the world; with its state kept in
+/// `store`.
 pub fn run(
     script: &Script,
     vars: rhai::Map,
     deadline: Deadline,
     trace: &Trace,
     stubs: Option<Rc<crate::testing::Stubs>>,
+    store: crate::state::Store,
 ) -> Verdict {
     let mut host = Host::new(deadline, trace.clone(), script.name.clone(), vars);
     if let Some(host) = Rc::get_mut(&mut host) {
         host.stubs = stubs;
     }
+    start_state(&host, store, script, deadline);
     let engine = engine::for_script(&host, &script.text);
     let mut scope = scope_of(&host.vars);
     let verdict = match compile(&engine, &scope, script) {
         Ok(ast) => {
-            let verdict = evaluate(&engine, &ast, &mut scope, &script.name, trace, deadline);
+            let mut verdict = evaluate(&engine, &ast, &mut scope, &script.name, trace, deadline);
+            keep_state(&host, &mut verdict, trace);
             // Freeing the AST and the engine's function tables is work the OS does for free at
             // exit; this binary starts and exits in every pod every probe period.
             std::mem::forget(ast);
@@ -232,6 +236,29 @@ pub fn run(
     std::mem::forget(engine);
     std::mem::forget(scope);
     verdict
+}
+
+/// Give the run its state (see `crate::state`): the probe's own, named after its script (an
+/// inline script after its text as well), read at once when the script may use it.
+pub fn start_state(host: &Host, store: crate::state::Store, script: &Script, deadline: Deadline) {
+    let key = if script.name == EVAL {
+        format!("{EVAL}{}", script.text)
+    } else {
+        script.name.clone()
+    };
+    let mut session = crate::state::Session::new(store, &key);
+    session.prepare(&script.text, deadline.remaining());
+    *host.state.borrow_mut() = session;
+}
+
+/// The run is judged: keep its state and verdict for the next runs, say in the verdict line if
+/// no state could be kept, and put what was read and written in the trace.
+pub fn keep_state(host: &Host, verdict: &mut Verdict, trace: &Trace) {
+    let mut session = host.state.borrow_mut();
+    if let Some(why) = session.finish(verdict.exit.code(), &verdict.reason) {
+        verdict.reason.push_str(&format!(" ({why})"));
+    }
+    trace.lock().state = std::mem::take(&mut session.notes);
 }
 
 /// Evaluate a compiled script once and judge the result: the one step `run` and `serve` share.
@@ -287,11 +314,21 @@ fn judge(source: &str, value: Dynamic, trace: &Trace) -> Verdict {
             0 => format!("{source} returned true"),
             n => {
                 let names: Vec<&str> = t.checks.iter().map(|c| c.name.as_str()).collect();
-                format!(
+                let mut reason = format!(
                     "{n} check{} passed ({})",
                     if n == 1 { "" } else { "s" },
                     names.join(", ")
-                )
+                );
+                // Those that passed only by their rule (`grace`, `failures`) say so.
+                for c in t.checks.iter().filter(|c| c.note.is_some()) {
+                    reason.push_str(&format!(
+                        "; check {:?} {}{}",
+                        c.name,
+                        t.explain(c),
+                        at(source, c.pos)
+                    ));
+                }
+                reason
             }
         };
         Verdict::new(Exit::Healthy, reason)

@@ -97,7 +97,8 @@ impl Reporter {
                 json!({
                     "name": s(&c.name),
                     "passed": c.passed,
-                    "reason": if c.passed { Value::Null } else { s(&t.explain(c)) },
+                    "reason": if c.passed && c.note.is_none() { Value::Null } else { s(&t.explain(c)) },
+                    "rule": c.note.as_deref().map(s),
                     "line": c.pos.line,
                     "col": c.pos.col,
                 })
@@ -122,6 +123,7 @@ impl Reporter {
             "checks": checks,
             "calls": calls,
             "error": error,
+            "state": t.state.iter().map(|n| s(n)).collect::<Vec<_>>(),
         })
     }
 }
@@ -209,12 +211,21 @@ impl Reporter {
                     ("✗", red)
                 };
                 let mut row = format!("  {} {:<width$}  ", paint(code, mark), c.name);
-                if !c.passed {
+                if c.passed && c.note.is_some() {
+                    row.push_str(&paint(yellow, &t.explain(c)));
+                    row.push_str("  ");
+                } else if !c.passed {
                     row.push_str(&paint(code, &t.explain(c)));
                     row.push_str("  ");
                 }
                 row.push_str(&paint(dim, &at(c.pos)));
                 let _ = writeln!(out, "{row}");
+            }
+        }
+        if !t.state.is_empty() {
+            let _ = writeln!(out, "\n{}", paint(bold, "state"));
+            for note in &t.state {
+                let _ = writeln!(out, "  {note}");
             }
         }
         let code = match verdict.exit {

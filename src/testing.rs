@@ -50,6 +50,142 @@ pub struct Case {
     /// Per-argument answers, tried in order before `stubs`.
     #[serde(default)]
     pub calls: Vec<CallStub>,
+    /// What earlier runs left (`[case.state]`); without it, the case is a probe's first run.
+    #[serde(default)]
+    pub state: Option<Spanned<CaseState>>,
+}
+
+/// A case's prior state, with times as ages ("2m50s" ago) against the case's fixed clock.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CaseState {
+    #[serde(default)]
+    pub checks: BTreeMap<String, CaseCheck>,
+    #[serde(default)]
+    pub rates: BTreeMap<String, CaseSample>,
+    /// `remember`ed values.
+    #[serde(default)]
+    pub memory: toml::Table,
+    /// Earlier verdicts, oldest first.
+    #[serde(default)]
+    pub history: Vec<CaseEntry>,
+}
+
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CaseCheck {
+    /// How long ago its current streak of failures began (`grace`).
+    pub failing_since: Option<String>,
+    /// How long ago it failed (`failures` within `within`).
+    #[serde(default)]
+    pub failures: Vec<String>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CaseSample {
+    pub value: toml::Value,
+    pub ago: String,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CaseEntry {
+    pub ago: String,
+    /// healthy, unhealthy, check-error, script-fault or deadline.
+    pub verdict: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A case's state as the run reads it (at `state::CASE_CLOCK`), or what is wrong with it.
+fn case_state(given: &CaseState) -> Result<crate::state::State, String> {
+    use crate::state::{period, CheckState, Entry, Sample, State, CASE_CLOCK, VERSION};
+    let at = |ago: &str, what: &str| -> Result<f64, String> {
+        period(ago)
+            .map(|secs| CASE_CLOCK - secs)
+            .map_err(|e| format!("{what}: {e}"))
+    };
+    let wall_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut state = State {
+        version: VERSION,
+        identity: crate::state::identity(),
+        ..State::default()
+    };
+    for (name, c) in &given.checks {
+        let what = format!("checks.{name}");
+        let failing_since = c
+            .failing_since
+            .as_deref()
+            .map(|ago| at(ago, &format!("{what}.failing_since")))
+            .transpose()?;
+        let mut failures = c
+            .failures
+            .iter()
+            .map(|ago| at(ago, &format!("{what}.failures")))
+            .collect::<Result<Vec<_>, _>>()?;
+        failures.sort_by(f64::total_cmp);
+        state.checks.insert(
+            name.clone(),
+            CheckState {
+                failing_since,
+                failures,
+            },
+        );
+    }
+    for (name, r) in &given.rates {
+        let value = match r.value {
+            toml::Value::Integer(i) => i as f64,
+            toml::Value::Float(f) => f,
+            ref other => {
+                return Err(format!(
+                    "rates.{name}.value must be a number, got {}",
+                    other.type_str()
+                ))
+            }
+        };
+        let at = at(&r.ago, &format!("rates.{name}.ago"))?;
+        state.rates.insert(name.clone(), Sample { value, at });
+    }
+    for (name, value) in &given.memory {
+        let json = serde_json::to_value(value).map_err(|e| format!("memory.{name}: {e}"))?;
+        state.memory.insert(name.clone(), json);
+    }
+    for (i, e) in given.history.iter().enumerate() {
+        let exit = Exit::from_key(&e.verdict).ok_or_else(|| {
+            format!(
+                "history[{i}].verdict = {:?} is not a verdict; use healthy, unhealthy, check-error, script-fault or deadline",
+                e.verdict
+            )
+        })?;
+        let when = at(&e.ago, &format!("history[{i}].ago"))?;
+        state.history.push_back(Entry {
+            at: when,
+            wall: wall_now.saturating_sub((CASE_CLOCK - when) as u64),
+            exit: exit.code(),
+            reason: e.reason.clone(),
+        });
+    }
+    Ok(state)
+}
+
+/// Where a case's run keeps its state: the case's, at a fixed clock (checked when the file was
+/// read).
+pub fn case_store(case: &Case) -> crate::state::Store {
+    let given = case
+        .state
+        .as_ref()
+        .map(|s| case_state(s.get_ref()))
+        .transpose()
+        .ok()
+        .flatten();
+    crate::state::Store::Given(Box::new(given.unwrap_or_else(|| crate::state::State {
+        version: crate::state::VERSION,
+        identity: crate::state::identity(),
+        ..Default::default()
+    })))
 }
 
 #[derive(Deserialize, Debug)]
@@ -137,6 +273,15 @@ pub fn parse_cases(text: &str, shown: &str) -> Result<Vec<Case>, String> {
                 case.name,
                 case.expect.get_ref()
             ));
+        }
+        if let Some(state) = &case.state {
+            case_state(state.get_ref()).map_err(|m| {
+                format!(
+                    "{}: case {:?}: state: {m}",
+                    at(state.span().start),
+                    case.name
+                )
+            })?;
         }
         for (name, value) in &case.stubs {
             let f =

@@ -82,6 +82,8 @@ pub struct Check {
     /// The calls made since the previous check ended: a check's own evidence.
     pub calls: Range<usize>,
     pub pos: Pos,
+    /// How its rule counted it (`failing for 47 s of its 3 m grace`), for a check with one.
+    pub note: Option<String>,
 }
 
 #[derive(Debug)]
@@ -92,6 +94,8 @@ pub struct Inner {
     unclaimed: usize,
     /// What the run was doing when no call is in flight, for the watchdog's reason.
     pub phase: &'static str,
+    /// What state the run read and wrote (see `state`), for `explain` and JSON output.
+    pub state: Vec<String>,
 }
 
 impl Default for Inner {
@@ -101,6 +105,7 @@ impl Default for Inner {
             checks: Vec::new(),
             unclaimed: 0,
             phase: "while reading the script",
+            state: Vec::new(),
         }
     }
 }
@@ -150,6 +155,20 @@ impl Trace {
         pos: Pos,
         source: &str,
     ) {
+        self.record_judged_check(name, passed, error, pos, source, None);
+    }
+
+    /// As [`Trace::record_check`], for a check whose rule (`grace`, `failures`) decided how its
+    /// result counts, with the words for it.
+    pub fn record_judged_check(
+        &self,
+        name: &str,
+        passed: bool,
+        error: Option<String>,
+        pos: Pos,
+        source: &str,
+        note: Option<String>,
+    ) {
         let mut t = self.lock();
         let calls = t.unclaimed..t.calls.len();
         t.unclaimed = t.calls.len();
@@ -159,8 +178,16 @@ impl Trace {
             error,
             calls,
             pos,
+            note,
         };
-        if passed {
+        if passed && check.note.is_some() {
+            log::info!(
+                "check {name:?} passed: {} ({source}:{}:{})",
+                t.explain(&check),
+                pos.line,
+                pos.col
+            );
+        } else if passed {
             log::info!("check {name:?} passed ({source}:{}:{})", pos.line, pos.col);
         } else {
             log::info!(
@@ -222,6 +249,15 @@ impl Inner {
     /// Why a check failed, from its error or its calls: failed calls first, else every call's
     /// result (`load_avg() -> 7.9, cpu_count() -> 2`), else nothing to add.
     pub fn explain(&self, check: &Check) -> String {
+        match &check.note {
+            Some(note) => format!("{note}: {}", self.evidence(check)),
+            None => self.evidence(check),
+        }
+    }
+
+    /// What a check's result rests on: the error its closure threw, its failed calls, or its
+    /// calls and a false condition.
+    fn evidence(&self, check: &Check) -> String {
         if let Some(error) = &check.error {
             return error.clone();
         }

@@ -121,6 +121,8 @@ pub fn run(args: WaitArgs) -> Exit {
             .name(format!("wait {target}"))
             .spawn(move || {
                 let vars = var_args.to_map();
+                // A target's state lives as long as the wait: its attempts share it.
+                let kept = std::rc::Rc::new(std::cell::RefCell::new(None));
                 let mut pause = interval;
                 for attempt in 1.. {
                     let left = budget.saturating_sub(started.elapsed());
@@ -128,8 +130,14 @@ pub fn run(args: WaitArgs) -> Exit {
                         return;
                     }
                     let deadline = Deadline::start(timeout.min(left));
-                    let verdict =
-                        probe::run(&script, vars.clone(), deadline, &Trace::default(), None);
+                    let verdict = probe::run(
+                        &script,
+                        vars.clone(),
+                        deadline,
+                        &Trace::default(),
+                        None,
+                        crate::state::Store::Memory(kept.clone()),
+                    );
                     let done = matches!(verdict.exit, Exit::Healthy | Exit::ScriptFault);
                     if tx
                         .send(Event {

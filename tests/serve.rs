@@ -1153,3 +1153,45 @@ fn a_probe_can_be_a_url_target() {
     );
     server.finish();
 }
+
+#[test]
+fn each_probe_keeps_its_own_state_in_memory() {
+    let dir = temp_dir("serve-state");
+    // Each evaluation counts itself (remember/recall): the third is unhealthy. Its `blip` check
+    // fails every time, but fewer than 4 times in 5 minutes, which the line names.
+    let script = write(
+        &dir,
+        "count.rhai",
+        "let n = recall(\"n\", 0) + 1; remember(\"n\", n);\n\
+         check(\"young\", n <= 2);\n\
+         check(\"blip\", false, #{ failures: 4, within: \"5m\" });",
+    );
+    let server = Server::start(&[
+        "--probe",
+        &format!("a={}", script.display()),
+        "--probe",
+        &format!("b={}", script.display()),
+        "--cache",
+        "0",
+    ]);
+    assert_eq!(server.get("/probe/a").status, 200);
+    let second = server.get("/probe/a");
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert!(
+        second
+            .body
+            .contains("failed 2 times in the last 5 m, fewer than 4"),
+        "{}",
+        second.body
+    );
+    assert_eq!(
+        server.get("/probe/a").status,
+        503,
+        "the third evaluation of a"
+    );
+    // b has its own state: its first evaluation.
+    let b = server.get("/probe/b");
+    assert_eq!(b.status, 200, "{}", b.body);
+    assert!(b.body.contains("failed once in the last 5 m"), "{}", b.body);
+    server.finish();
+}

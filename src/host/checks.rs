@@ -3,13 +3,16 @@
 
 use std::{rc::Rc, time::Duration};
 
-use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, INT};
+use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext, INT};
 
 use super::{
     deadline_error,
-    decl::{Fails, HostFn, Stub, Time},
-    fault, pos, Host, RhaiResult,
+    decl::{Fails, HostFn, Opt, OptType, Stub, Time},
+    fault,
+    options::Options,
+    pos, Host, RhaiResult,
 };
+use crate::state::{self, Rule};
 
 pub const FUNCTIONS: &[HostFn] = &[CHECK, VAR_OR, SLEEP];
 
@@ -18,9 +21,30 @@ pub const CHECK: HostFn = HostFn {
     signatures: &[
         "check(name: string, value: bool) -> bool",
         "check(name: string, f: closure) -> bool",
+        "check(name: string, value: bool, options: map) -> bool",
+        "check(name: string, f: closure, options: map) -> bool",
     ],
-    summary: "record a named check; the verdict lists every failed one (a closure's errors fail only that check)",
-    options: &[],
+    summary: "record a named check; the verdict lists every failed one (a closure's errors fail only that check); #{grace} or #{failures, within} judge it across runs",
+    options: &[
+        Opt {
+            key: "grace",
+            ty: OptType::Duration,
+            default: "none",
+            doc: "a failure counts only once the check has been failing without a break this long (`\"3m\"`); a success resets it; needs `--state-dir`",
+        },
+        Opt {
+            key: "failures",
+            ty: OptType::Int,
+            default: "none",
+            doc: "with `within`: failed only when it failed at least this many times in that window, in a row or not; needs `--state-dir`",
+        },
+        Opt {
+            key: "within",
+            ty: OptType::Duration,
+            default: "none",
+            doc: "the window of `failures` (`\"5m\"`)",
+        },
+    ],
     keys: &[],
     fails: Fails::Never,
     time: Time::Pure,
@@ -67,6 +91,72 @@ fn check_value(host: &Host, ctx: &NativeCallContext, name: &str, passed: bool) -
     host.trace
         .record_check(name, passed, None, pos(ctx), &host.source);
     passed
+}
+
+/// The rule of a check's options: `grace`, or `failures` with `within`.
+fn rule_of(options: &Options) -> Result<Option<Rule>, String> {
+    let period = |key: &str| -> Result<Option<f64>, String> {
+        match options.value(key) {
+            None => Ok(None),
+            Some(v) if v.is_int() || v.is_float() => {
+                let secs = v.as_float().unwrap_or_else(|_| v.as_int().unwrap_or(0) as f64);
+                state::period(&secs.to_string()).map(Some).map_err(|e| format!("option '{key}': {e}"))
+            }
+            Some(v) => state::period(&v.to_string())
+                .map(Some)
+                .map_err(|e| format!("option '{key}': {e}")),
+        }
+    };
+    let failures = options
+        .int("failures")
+        .map_err(|(super::HostError::Fault(m) | super::HostError::Transport(m))| m)?;
+    match (period("grace")?, failures, period("within")?) {
+        (None, None, None) => Ok(None),
+        (Some(grace), None, None) => Ok(Some(Rule::Grace(grace))),
+        (None, Some(n), Some(within)) if (1..=1000).contains(&n) && within > 0.0 => {
+            Ok(Some(Rule::Window { failures: n as u32, within }))
+        }
+        (None, Some(n), Some(_)) if !(1..=1000).contains(&n) => {
+            Err(format!("option 'failures' must be 1 to 1000, got {n}"))
+        }
+        (None, Some(_), None) => Err("option 'failures' needs 'within' (\"5m\"): failures in what window?".into()),
+        (None, None, Some(_)) => Err("option 'within' needs 'failures': how many failures within it?".into()),
+        (Some(_), _, _) => Err("give 'grace', or 'failures' with 'within', not both".into()),
+        (None, Some(_), Some(_)) => Err("option 'within' must be longer than zero".into()),
+    }
+}
+
+/// A check with options: its result, judged by its rule against the probe's earlier runs.
+/// Without state for this run (an unwritable directory), a failure fails as it would without a
+/// rule, and the verdict line says why.
+fn check_judged(
+    host: &Host,
+    ctx: &NativeCallContext,
+    name: &str,
+    passed: bool,
+    error: Option<String>,
+    options: &Map,
+) -> RhaiResult<bool> {
+    let options = Options::new(options, &CHECK).map_err(|e| e.into_fault("check", ctx))?;
+    let rule = rule_of(&options)
+        .map_err(|m| fault(format!("check({name:?}, …): {m}"), ctx.call_position()))?;
+    let Some(rule) = rule else {
+        host.trace
+            .record_check(name, passed, error, pos(ctx), &host.source);
+        return Ok(passed);
+    };
+    let judged = super::state::with_state(host, ctx, "check", |state, now| {
+        super::state::admit(&state.checks, name, "check")?;
+        let check = state.checks.entry(name.to_string()).or_default();
+        Ok(state::judge(check, passed, rule, now))
+    })?;
+    let (counted, note) = match judged {
+        Some(j) => (j.passed, j.note),
+        None => (passed, None),
+    };
+    host.trace
+        .record_judged_check(name, counted, error, pos(ctx), &host.source, note);
+    Ok(counted)
 }
 
 /// A `--var` takes the type of its default where that is lossless (`90` for a default of `90.0`
@@ -124,20 +214,24 @@ fn kind(value: &Dynamic) -> &'static str {
 }
 
 fn check_closure(host: &Host, ctx: &NativeCallContext, name: &str, f: FnPtr) -> RhaiResult<bool> {
+    let (passed, error) = run_closure(ctx, name, f)?;
+    host.trace
+        .record_check(name, passed, error, pos(ctx), &host.source);
+    Ok(passed)
+}
+
+/// A check's closure run: its result, or false with the error it threw.
+fn run_closure(ctx: &NativeCallContext, name: &str, f: FnPtr) -> RhaiResult<(bool, Option<String>)> {
     match f.call_within_context::<Dynamic>(ctx, ()) {
         Ok(value) => match value.as_bool() {
-            Ok(passed) => Ok(check_value(host, ctx, name, passed)),
+            Ok(passed) => Ok((passed, None)),
             Err(type_name) => Err(fault(
                 format!("check({name:?}, ...): the closure returned {type_name}, not a boolean"),
                 ctx.call_position(),
             )),
         },
         Err(err) => match thrown(&err) {
-            Some(message) => {
-                host.trace
-                    .record_check(name, false, Some(message), pos(ctx), &host.source);
-                Ok(false)
-            }
+            Some(message) => Ok((false, Some(message))),
             None => Err(err),
         },
     }
@@ -185,6 +279,33 @@ fn register_check(engine: &mut Engine, host: &Rc<Host>) {
     engine.register_fn(
         "check",
         move |ctx: NativeCallContext, name: &str, f: FnPtr| check_closure(&h, &ctx, name, f),
+    );
+    let h = host.clone();
+    engine.register_fn(
+        "check",
+        move |ctx: NativeCallContext, name: &str, value: bool, options: Map| {
+            check_judged(&h, &ctx, name, value, None, &options)
+        },
+    );
+    let h = host.clone();
+    engine.register_fn(
+        "check",
+        move |ctx: NativeCallContext, name: &str, f: FnPtr, options: Map| {
+            let (passed, error) = run_closure(&ctx, name, f)?;
+            check_judged(&h, &ctx, name, passed, error, &options)
+        },
+    );
+    engine.register_fn(
+        "check",
+        |ctx: NativeCallContext, name: &str, value: Dynamic, _: Map| -> RhaiResult<bool> {
+            Err(fault(
+                format!(
+                    "check({name:?}, ...): the second argument must be a boolean or a closure returning one (|| ...), got {}",
+                    value.type_name()
+                ),
+                ctx.call_position(),
+            ))
+        },
     );
     engine.register_fn(
         "check",

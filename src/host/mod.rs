@@ -16,7 +16,7 @@ macro_rules! host_modules {
 }
 
 host_modules!(
-    system, container, files, process, http, tcp, certs, sql, redis, broker, inputs, checks
+    system, container, files, process, http, tcp, certs, sql, redis, broker, inputs, checks, state
 );
 
 pub mod decl;
@@ -75,6 +75,8 @@ pub struct Host {
     pub json: RefCell<values::Sources>,
     /// `serve`: calls of [`Time::Local`] run on a helper thread the deadline can abandon.
     pub local: Option<local::Helper>,
+    /// What this probe keeps between runs (`crate::state`); off unless a place is given.
+    pub state: RefCell<crate::state::Session>,
 }
 
 impl Host {
@@ -89,6 +91,7 @@ impl Host {
             stubs: None,
             json: RefCell::default(),
             local: None,
+            state: RefCell::default(),
         })
     }
 

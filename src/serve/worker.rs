@@ -227,6 +227,8 @@ struct Worker {
     compiled: Result<(Script, AST), Verdict>,
     metrics: Arc<Metrics>,
     last_exit: Option<Exit>,
+    /// The probe's state between its evaluations (check grace, rate, remember, history).
+    kept: Rc<std::cell::RefCell<Option<crate::state::State>>>,
 }
 
 impl Worker {
@@ -257,6 +259,7 @@ impl Worker {
             compiled: Err(Verdict::new(Exit::ScriptFault, "not loaded yet")),
             metrics,
             last_exit: None,
+            kept: Rc::default(),
         };
         worker.compiled = worker.compile(probe, script);
         worker.metrics.loaded(&probe.name, worker.compiled.is_ok());
@@ -286,14 +289,18 @@ impl Worker {
             Ok((script, ast)) => {
                 self.host.trace.set_phase(engine::STOPPED_RUNNING);
                 let mut scope = self.scope.clone();
-                probe::evaluate(
+                let store = crate::state::Store::Memory(self.kept.clone());
+                probe::start_state(&self.host, store, script, deadline);
+                let mut verdict = probe::evaluate(
                     &self.engine,
                     ast,
                     &mut scope,
                     &script.name,
                     &self.host.trace,
                     deadline,
-                )
+                );
+                probe::keep_state(&self.host, &mut verdict, &self.host.trace);
+                verdict
             }
             Err(verdict) => {
                 let mut verdict = verdict.clone();

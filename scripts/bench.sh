@@ -117,6 +117,10 @@ echo "sql_ping(\"$pg_dsn\")" > "$work/pg.rhai"
 echo "sql_ping(\"$my_dsn\")" > "$work/mysql.rhai"
 echo "amqp_ping(\"$amqp_url\")" > "$work/amqp.rhai"
 echo "nats_ping(\"$nats_url\")" > "$work/nats.rhai"
+# The same named check without and with state (a grace period): what keeping state costs a run.
+echo 'check("up", cpu_count() > 0)' > "$work/plain.rhai"
+echo 'check("up", cpu_count() > 0, #{ grace: "3m" })' > "$work/state.rhai"
+rm -rf "$work/state-dir"
 # 200 lines, 20 named checks, each with its host calls and a little logic.
 {
   echo "// 200 lines, 20 checks"
@@ -141,7 +145,7 @@ echo "nats_ping(\"$nats_url\")" > "$work/nats.rhai"
 } > "$work/big.rhai"
 [ "$(wc -l < "$work/big.rhai")" -eq 200 ] || { log "big.rhai is not 200 lines"; exit 1; }
 sed "s|'/proc/1/fd/1'|'$work/python-probe.log'|" scripts/bench/liveness_probe.py > "$work/liveness_probe.py"
-for s in true article tcp pg mysql amqp nats big; do
+for s in true article tcp pg mysql amqp nats big plain; do
   "$bin" run --timeout 5s "$work/$s.rhai" >/dev/null || [ "$s" = article ] || { log "$s.rhai fails"; "$bin" run "$work/$s.rhai"; exit 1; }
 done
 
@@ -152,7 +156,10 @@ instructions() {
 }
 cg_true=$(instructions true) cg_article=$(instructions article) cg_big=$(instructions big)
 cg_pg=$(instructions pg) cg_mysql=$(instructions mysql) cg_tcp=$(instructions tcp)
-cg_amqp=$(instructions amqp) cg_nats=$(instructions nats)
+cg_amqp=$(instructions amqp) cg_nats=$(instructions nats) cg_plain=$(instructions plain)
+"$bin" run --state-dir "$work/state-dir" "$work/state.rhai" >/dev/null || { log "state.rhai fails"; exit 1; }
+cg_state=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" run --timeout 10s --state-dir "$work/state-dir" "$work/state.rhai" 2>&1 \
+  | sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
 # The same check as a URL target: it must cost no more than the script.
 cg_tcp_target=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" run --timeout 10s tcp://127.0.0.1:80 2>&1 \
   | sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
@@ -175,7 +182,7 @@ fp_pg=$(footprint "$bin" run --timeout 10s "$work/pg.rhai")
 
 # --- spec for the runner ----------------------------------------------------------------------------
 export work bin python venv_python pgbin pg_port pg_dsn my_dsn my_password runs warmup quick
-export cg_true cg_article cg_big cg_pg cg_mysql cg_tcp cg_tcp_target cg_amqp cg_nats fp_true fp_bintrue fp_article fp_curl fp_pg
+export cg_true cg_article cg_big cg_pg cg_mysql cg_tcp cg_tcp_target cg_amqp cg_nats cg_plain cg_state fp_true fp_bintrue fp_article fp_curl fp_pg
 "$python" - > "$work/spec.json" <<'PY'
 import json, os, platform, shutil, subprocess, sys
 e = os.environ
@@ -208,6 +215,9 @@ rows = [
         {"key": "pika", "label": "python3 amqp_check.py (pika)", "argv": [e["venv_python"], f"{w}/amqp_check.py"]}]},
     {"id": "nats", "name": "NATS CONNECT + PING", "commands": [ours("nats"),
         {"key": "nats_py", "label": "python3 nats_check.py (nats-py)", "argv": [e["venv_python"], f"{w}/nats_check.py"]}]},
+    {"id": "state", "name": "a check with a grace period (state file) vs without", "commands": [
+        {"key": "ours", "label": "rhai-probe run --state-dir DIR state.rhai", "argv": [b, "run", "--timeout", "5s", "--state-dir", f"{w}/state-dir", f"{w}/state.rhai"]},
+        dict(ours("plain"), key="plain")]},
     {"id": "big", "name": "200 lines, 20 checks", "commands": [ours("big"),
         dict(ours("article"), key="article", ok_codes=[0, 1])]},
 ]
@@ -220,6 +230,7 @@ targets = [
     {"name": "`true` script: instructions", "expr": "cg['`true` script']", "limit": 500_000, "limit_text": "0.5 M", "fmt": "{:,}"},
     {"name": "sql_ping PostgreSQL: wall vs pg_isready", "expr": "m['pg']['ours']['wall'] / m['pg']['pg_isready']['wall']", "limit": 0.5, "limit_text": "0.5×", "fmt": "{:.2f}×"},
     {"name": "sql_ping MariaDB: wall vs mysqladmin ping", "expr": "m['mysql']['ours']['wall'] / m['mysql']['mysqladmin']['wall']", "limit": 1.0, "limit_text": "1.0×", "fmt": "{:.2f}×"},
+    {"name": "state: wall per run over the same check without", "expr": "m['state']['ours']['wall'] - m['state']['plain']['wall']", "limit": 0.1, "limit_text": "0.1 ms", "fmt": "{:.3f} ms"},
     {"name": "static binary", "expr": "size", "limit": 6_000_000, "limit_text": "6 MB", "fmt": "{:,} bytes"},
 ]
 spec = {
@@ -243,7 +254,9 @@ spec = {
                   "200 lines, 20 checks": int(e["cg_big"]), "sql_ping PostgreSQL (scram, TLS)": int(e["cg_pg"]),
                   "sql_ping MariaDB": int(e["cg_mysql"]), "TCP port open (tcp.rhai)": int(e["cg_tcp"]),
                   "TCP port open (URL target tcp://127.0.0.1:80)": int(e["cg_tcp_target"]),
-                  "amqp_ping RabbitMQ": int(e["cg_amqp"]), "nats_ping": int(e["cg_nats"])},
+                  "amqp_ping RabbitMQ": int(e["cg_amqp"]), "nats_ping": int(e["cg_nats"]),
+                  "a named check (plain.rhai)": int(e["cg_plain"]),
+                  "the same check with a grace period (state file)": int(e["cg_state"])},
     "footprint": [["`true` script", "`rhai-probe run true.rhai`", int(e["fp_true"])],
                   ["", "`/bin/true`", int(e["fp_bintrue"])],
                   ["the article's check", "`rhai-probe run article.rhai`", int(e["fp_article"])],

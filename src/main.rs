@@ -137,8 +137,8 @@ fn run(args: RunArgs, explain: bool) -> Exit {
     trace.set_phase(engine::STOPPED_RUNNING);
     let vars = vars(&args.vars);
     probe::warn_unused_vars(&script, &vars);
-    let store = match &args.state_dir {
-        Some(dir) => rhai_probe::state::Store::Dir(dir.clone()),
+    let store = match args.state_dir() {
+        Some(dir) => rhai_probe::state::Store::Dir(dir),
         None => rhai_probe::state::Store::Off,
     };
     let verdict = probe::run(&script, vars, deadline, &trace, None, store);

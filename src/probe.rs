@@ -241,6 +241,10 @@ pub fn run(
 /// Give the run its state (see `crate::state`): the probe's own, named after its script (an
 /// inline script after its text as well), read at once when the script may use it.
 pub fn start_state(host: &Host, store: crate::state::Store, script: &Script, deadline: Deadline) {
+    if matches!(store, crate::state::Store::Off) {
+        // The host's own session is off: nothing to read, write or even time.
+        return;
+    }
     let key = if script.name == EVAL {
         format!("{EVAL}{}", script.text)
     } else {

@@ -541,3 +541,27 @@ state.rates.errors = { value = 100, ago = "30s" }
         r.output()
     );
 }
+
+#[test]
+fn the_state_dir_can_come_from_the_environment() {
+    let dir = temp_dir("state-env");
+    let state = dir.join("from-env");
+    let probe = script(&dir, "p.rhai", "remember(\"x\", 1); true");
+    Probe::command(["run", &probe.display().to_string()])
+        .env("RHAI_PROBE_STATE_DIR", &state.display().to_string())
+        .run()
+        .expect(0, "healthy");
+    assert_eq!(state_file(&state).1["memory"]["x"].as_i64(), Some(1));
+    // The flag wins over the environment.
+    let flag = dir.join("from-flag");
+    Probe::command([
+        "run",
+        "--state-dir",
+        &flag.display().to_string(),
+        &probe.display().to_string(),
+    ])
+    .env("RHAI_PROBE_STATE_DIR", &state.display().to_string())
+    .run()
+    .expect(0, "healthy");
+    assert_eq!(state_file(&flag).1["memory"]["x"].as_i64(), Some(1));
+}

@@ -417,6 +417,7 @@ impl Probe {
         cmd.args(&args)
             .env_remove("RUST_LOG")
             .env_remove("RHAI_PROBE_TIMEOUT")
+            .env_remove("RHAI_PROBE_STATE_DIR")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

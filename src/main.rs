@@ -137,7 +137,11 @@ fn run(args: RunArgs, explain: bool) -> Exit {
     trace.set_phase(engine::STOPPED_RUNNING);
     let vars = vars(&args.vars);
     probe::warn_unused_vars(&script, &vars);
-    let store = match args.state_dir() {
+    // A script that cannot use state does not even look for its place (no getenv).
+    let store = match rhai_probe::state::mentions_state(&script.text)
+        .then(|| args.state_dir())
+        .flatten()
+    {
         Some(dir) => rhai_probe::state::Store::Dir(dir),
         None => rhai_probe::state::Store::Off,
     };

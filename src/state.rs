@@ -28,7 +28,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 
 /// The file format; another number is a file this version does not read (reset with a warning).
 pub const VERSION: u32 = 1;
@@ -49,42 +49,36 @@ const MAX_LOCK_WAIT: Duration = Duration::from_millis(500);
 const MAX_REASON: usize = 200;
 
 /// Everything one probe remembers.
-#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
     pub version: u32,
     /// The container life it belongs to ([`identity`]).
     pub identity: String,
-    #[serde(default)]
     pub checks: BTreeMap<String, CheckState>,
-    #[serde(default)]
     pub rates: BTreeMap<String, Sample>,
-    #[serde(default)]
     pub memory: BTreeMap<String, serde_json::Value>,
     /// The last verdicts, oldest first.
-    #[serde(default)]
     pub history: VecDeque<Entry>,
 }
 
 /// A named check's failures, in clock seconds.
-#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CheckState {
     /// When its current streak of failures began (`grace`); `None` while it passes.
-    #[serde(default)]
     pub failing_since: Option<f64>,
     /// When it failed, the latest last (`failures` within `within`).
-    #[serde(default)]
     pub failures: Vec<f64>,
 }
 
 /// The value `rate` saw last, and when.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Sample {
     pub value: f64,
     pub at: f64,
 }
 
 /// One run's verdict.
-#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Entry {
     /// Clock seconds.
     pub at: f64,
@@ -329,7 +323,9 @@ impl Session {
     }
 }
 
-/// Whether a script's text may use state (a cheap look, before it runs).
+/// Whether a script's text may use state (a cheap look, before it runs): a rule's option key,
+/// a state function's name, or `Fn`, through which a function can be named at run time (as
+/// `engine::for_script` assumes too).
 pub fn mentions_state(text: &str) -> bool {
     [
         "grace",
@@ -338,6 +334,7 @@ pub fn mentions_state(text: &str) -> bool {
         "remember(",
         "recall(",
         "history(",
+        "Fn",
     ]
     .iter()
     .any(|word| text.contains(word))
@@ -422,21 +419,35 @@ enum Read {
 /// held).
 fn lock_and_read(path: &Path, time_left: Duration) -> Result<(fs::File, Read), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let shown_dir = crate::redact::path(dir);
-    fs::create_dir_all(dir).map_err(|e| format!("{shown_dir}: {}", crate::host::io_reason(&e)))?;
     let lock_path = path.with_extension("json.lock");
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| {
-            format!(
-                "{}: {}",
-                crate::redact::path(&lock_path),
-                crate::host::io_reason(&e)
-            )
-        })?;
+    let open = || {
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+    };
+    // The directory is made only when it is missing: one system call less on every run.
+    let lock = match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir).map_err(|e| {
+                format!(
+                    "{}: {}",
+                    crate::redact::path(dir),
+                    crate::host::io_reason(&e)
+                )
+            })?;
+            open()
+        }
+        other => other,
+    }
+    .map_err(|e| {
+        format!(
+            "{}: {}",
+            crate::redact::path(&lock_path),
+            crate::host::io_reason(&e)
+        )
+    })?;
     let bound = (time_left / 4).min(MAX_LOCK_WAIT);
     let started = Instant::now();
     loop {
@@ -462,44 +473,140 @@ fn lock_and_read(path: &Path, time_left: Duration) -> Result<(fs::File, Read), S
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    let read = match fs::metadata(path) {
+    let unreadable =
+        |e: io::Error| Read::Unusable(format!("unreadable ({})", crate::host::io_reason(&e)));
+    let read = match fs::File::open(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Read::Missing,
-        Err(e) => Read::Unusable(format!("unreadable ({})", crate::host::io_reason(&e))),
-        Ok(meta) if meta.len() > MAX_FILE_BYTES => {
-            Read::Unusable(format!("larger than {} KiB", MAX_FILE_BYTES / 1024))
+        Err(e) => unreadable(e),
+        Ok(file) => {
+            let mut bytes = Vec::with_capacity(4096);
+            match io::Read::read_to_end(&mut io::Read::take(file, MAX_FILE_BYTES + 1), &mut bytes) {
+                Err(e) => unreadable(e),
+                Ok(n) if n as u64 > MAX_FILE_BYTES => {
+                    Read::Unusable(format!("larger than {} KiB", MAX_FILE_BYTES / 1024))
+                }
+                Ok(_) => parse(&bytes),
+            }
         }
-        Ok(_) => match fs::read(path) {
-            Err(e) => Read::Unusable(format!("unreadable ({})", crate::host::io_reason(&e))),
-            Ok(bytes) => parse(&bytes),
-        },
     };
     Ok((lock, read))
 }
 
+/// A state file's text. Read and written through `serde_json::Value` by hand, not derived:
+/// a derive would build serde_json's deserializer again for each of these shapes (tens of KB of
+/// the binary); `Value`'s is there already for `json()`.
 fn parse(bytes: &[u8]) -> Read {
-    #[derive(Deserialize)]
-    struct Versioned {
-        version: Option<u32>,
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => return Read::Unusable(format!("not a state file (corrupt: {e})")),
+    };
+    match value.get("version").map(Value::as_u64) {
+        None => return Read::Unusable("not a state file (no version)".into()),
+        Some(Some(v)) if v == u64::from(VERSION) => {}
+        Some(Some(v)) => {
+            return Read::Unusable(format!(
+                "a state file of version {v}; this version of rhai-probe reads {VERSION}"
+            ))
+        }
+        Some(None) => {
+            return Read::Unusable("not a state file (its version is not a number)".into())
+        }
     }
-    match serde_json::from_slice::<Versioned>(bytes) {
-        Err(e) => Read::Unusable(format!("not a state file (corrupt: {e})")),
-        Ok(Versioned { version: None }) => Read::Unusable("not a state file (no version)".into()),
-        Ok(Versioned {
-            version: Some(v), ..
-        }) if v != VERSION => Read::Unusable(format!(
-            "a state file of version {v}; this version of rhai-probe reads {VERSION}"
-        )),
-        Ok(_) => match serde_json::from_slice::<State>(bytes) {
-            Ok(state) => Read::State(Box::new(state)),
-            Err(e) => Read::Unusable(format!("not a state file (corrupt: {e})")),
-        },
+    match from_json(&value) {
+        Some(state) => Read::State(Box::new(state)),
+        None => Read::Unusable("not a state file (corrupt: a field of the wrong shape)".into()),
     }
+}
+
+fn from_json(v: &Value) -> Option<State> {
+    let object = |key: &str| -> Option<Map<String, Value>> {
+        match v.get(key) {
+            None => Some(Map::new()),
+            Some(Value::Object(m)) => Some(m.clone()),
+            Some(_) => None,
+        }
+    };
+    let mut state = State {
+        version: VERSION,
+        identity: v.get("identity")?.as_str()?.to_string(),
+        ..State::default()
+    };
+    for (name, c) in object("checks")? {
+        let failing_since = match c.get("failing_since") {
+            None | Some(Value::Null) => None,
+            Some(t) => Some(t.as_f64()?),
+        };
+        let failures = match c.get("failures") {
+            None => Vec::new(),
+            Some(a) => a
+                .as_array()?
+                .iter()
+                .map(Value::as_f64)
+                .collect::<Option<_>>()?,
+        };
+        state.checks.insert(
+            name,
+            CheckState {
+                failing_since,
+                failures,
+            },
+        );
+    }
+    for (name, r) in object("rates")? {
+        let value = r.get("value")?.as_f64()?;
+        let at = r.get("at")?.as_f64()?;
+        state.rates.insert(name, Sample { value, at });
+    }
+    state.memory = object("memory")?.into_iter().collect();
+    if let Some(history) = v.get("history") {
+        for e in history.as_array()? {
+            state.history.push_back(Entry {
+                at: e.get("at")?.as_f64()?,
+                wall: e.get("wall")?.as_u64()?,
+                exit: u8::try_from(e.get("exit")?.as_u64()?).ok()?,
+                reason: e.get("reason")?.as_str()?.to_string(),
+            });
+        }
+    }
+    Some(state)
+}
+
+fn to_json(state: &State) -> Value {
+    let checks: Map<String, Value> = state
+        .checks
+        .iter()
+        .map(|(name, c)| {
+            (
+                name.clone(),
+                json!({ "failing_since": c.failing_since, "failures": c.failures }),
+            )
+        })
+        .collect();
+    let rates: Map<String, Value> = state
+        .rates
+        .iter()
+        .map(|(name, r)| (name.clone(), json!({ "value": r.value, "at": r.at })))
+        .collect();
+    let memory: Map<String, Value> = state.memory.clone().into_iter().collect();
+    let history: Vec<Value> = state
+        .history
+        .iter()
+        .map(|e| json!({ "at": e.at, "wall": e.wall, "exit": e.exit, "reason": e.reason }))
+        .collect();
+    json!({
+        "version": state.version,
+        "identity": state.identity,
+        "checks": checks,
+        "rates": rates,
+        "memory": memory,
+        "history": history,
+    })
 }
 
 /// Write `state` to a temporary file beside `path` and rename it over: readers see the old
 /// file or the new one, never a torn one.
 fn write(path: &Path, state: &State) -> io::Result<()> {
-    let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
+    let bytes = serde_json::to_vec(&to_json(state)).map_err(io::Error::other)?;
     let tmp = path.with_extension(format!("json.tmp.{}", std::process::id()));
     let result = fs::File::create(&tmp)
         .and_then(|mut f| f.write_all(&bytes))
@@ -823,6 +930,45 @@ mod tests {
         assert_ne!(a, b);
         assert!(file_name("<eval>").starts_with("_eval_-"));
         assert!(!file_name("../x").contains('/'));
+    }
+
+    #[test]
+    fn a_state_reads_back_as_it_was_written() {
+        let mut state = State {
+            version: VERSION,
+            identity: "boot x, pid 1 started at tick 7".into(),
+            ..State::default()
+        };
+        state.checks.insert(
+            "db".into(),
+            CheckState {
+                failing_since: Some(12.5),
+                failures: vec![1.0, 2.0],
+            },
+        );
+        state.checks.insert("api".into(), CheckState::default());
+        state.rates.insert(
+            "errors".into(),
+            Sample {
+                value: 40.0,
+                at: 11.0,
+            },
+        );
+        state.memory.insert("v".into(), json!({"a": [1, "x"]}));
+        state.history.push_back(Entry {
+            at: 3.0,
+            wall: 1_800_000_000,
+            exit: 1,
+            reason: "r".into(),
+        });
+        let bytes = serde_json::to_vec(&to_json(&state)).unwrap();
+        match parse(&bytes) {
+            Read::State(back) => assert_eq!(*back, state),
+            _ => panic!("not read back"),
+        }
+        assert!(
+            matches!(parse(br#"{"version": 1, "identity": "x", "checks": []}"#), Read::Unusable(m) if m.contains("wrong shape"))
+        );
     }
 
     #[test]

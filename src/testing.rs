@@ -52,60 +52,40 @@ pub struct Case {
     pub calls: Vec<CallStub>,
     /// What earlier runs left (`[case.state]`); without it, the case is a probe's first run.
     #[serde(default)]
-    pub state: Option<Spanned<CaseState>>,
+    pub state: Option<Spanned<toml::Table>>,
 }
 
-/// A case's prior state, with times as ages ("2m50s" ago) against the case's fixed clock.
-#[derive(Deserialize, Debug, Default, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct CaseState {
-    #[serde(default)]
-    pub checks: BTreeMap<String, CaseCheck>,
-    #[serde(default)]
-    pub rates: BTreeMap<String, CaseSample>,
-    /// `remember`ed values.
-    #[serde(default)]
-    pub memory: toml::Table,
-    /// Earlier verdicts, oldest first.
-    #[serde(default)]
-    pub history: Vec<CaseEntry>,
-}
-
-#[derive(Deserialize, Debug, Default, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct CaseCheck {
-    /// How long ago its current streak of failures began (`grace`).
-    pub failing_since: Option<String>,
-    /// How long ago it failed (`failures` within `within`).
-    #[serde(default)]
-    pub failures: Vec<String>,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct CaseSample {
-    pub value: toml::Value,
-    pub ago: String,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct CaseEntry {
-    pub ago: String,
-    /// healthy, unhealthy, check-error, script-fault or deadline.
-    pub verdict: String,
-    #[serde(default)]
-    pub reason: String,
-}
-
-/// A case's state as the run reads it (at `state::CASE_CLOCK`), or what is wrong with it.
-fn case_state(given: &CaseState) -> Result<crate::state::State, String> {
+/// A case's state as the run reads it (at `state::CASE_CLOCK`), or what is wrong with it. The
+/// table (`[case.state]`) gives times as ages ("2m50s" ago): `checks.NAME.failing_since`,
+/// `checks.NAME.failures`, `rates.NAME = { value, ago }`, `memory.NAME`, `history = [{ ago,
+/// verdict, reason }]`. Read by hand rather than derived: serde's derive would build toml's
+/// deserializer again for each of these shapes, 100 KB of the binary for a test-only table.
+fn case_state(given: &toml::Table) -> Result<crate::state::State, String> {
     use crate::state::{period, CheckState, Entry, Sample, State, CASE_CLOCK, VERSION};
-    let at = |ago: &str, what: &str| -> Result<f64, String> {
-        period(ago)
+    use toml::Value;
+    let at = |ago: &Value, what: &str| -> Result<f64, String> {
+        let text = ago
+            .as_str()
+            .ok_or_else(|| format!("{what}: an age such as \"2m50s\", got {}", ago.type_str()))?;
+        period(text)
             .map(|secs| CASE_CLOCK - secs)
             .map_err(|e| format!("{what}: {e}"))
     };
+    let table = |v: &Value, what: &str| -> Result<toml::Table, String> {
+        v.as_table()
+            .cloned()
+            .ok_or_else(|| format!("{what} must be a table, got {}", v.type_str()))
+    };
+    let only = |t: &toml::Table, what: &str, keys: &[&str]| -> Result<(), String> {
+        match t.keys().find(|k| !keys.contains(&k.as_str())) {
+            Some(k) => Err(format!(
+                "{what}: unknown key '{k}'; known keys: {}",
+                keys.join(", ")
+            )),
+            None => Ok(()),
+        }
+    };
+    only(given, "state", &["checks", "rates", "memory", "history"])?;
     let wall_now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -114,59 +94,102 @@ fn case_state(given: &CaseState) -> Result<crate::state::State, String> {
         identity: crate::state::identity(),
         ..State::default()
     };
-    for (name, c) in &given.checks {
-        let what = format!("checks.{name}");
-        let failing_since = c
-            .failing_since
-            .as_deref()
-            .map(|ago| at(ago, &format!("{what}.failing_since")))
-            .transpose()?;
-        let mut failures = c
-            .failures
-            .iter()
-            .map(|ago| at(ago, &format!("{what}.failures")))
-            .collect::<Result<Vec<_>, _>>()?;
-        failures.sort_by(f64::total_cmp);
-        state.checks.insert(
-            name.clone(),
-            CheckState {
-                failing_since,
-                failures,
-            },
-        );
+    if let Some(checks) = given.get("checks") {
+        for (name, c) in table(checks, "checks")? {
+            let what = format!("checks.{name}");
+            let c = table(&c, &what)?;
+            only(&c, &what, &["failing_since", "failures"])?;
+            let failing_since = c
+                .get("failing_since")
+                .map(|ago| at(ago, &format!("{what}.failing_since")))
+                .transpose()?;
+            let mut failures = match c.get("failures") {
+                None => Vec::new(),
+                Some(Value::Array(ages)) => ages
+                    .iter()
+                    .map(|ago| at(ago, &format!("{what}.failures")))
+                    .collect::<Result<Vec<_>, _>>()?,
+                Some(other) => {
+                    return Err(format!(
+                        "{what}.failures must be an array of ages, got {}",
+                        other.type_str()
+                    ))
+                }
+            };
+            failures.sort_by(f64::total_cmp);
+            state.checks.insert(
+                name,
+                CheckState {
+                    failing_since,
+                    failures,
+                },
+            );
+        }
     }
-    for (name, r) in &given.rates {
-        let value = match r.value {
-            toml::Value::Integer(i) => i as f64,
-            toml::Value::Float(f) => f,
-            ref other => {
-                return Err(format!(
-                    "rates.{name}.value must be a number, got {}",
-                    other.type_str()
-                ))
+    if let Some(rates) = given.get("rates") {
+        for (name, r) in table(rates, "rates")? {
+            let what = format!("rates.{name}");
+            let r = table(&r, &what)?;
+            only(&r, &what, &["value", "ago"])?;
+            let value = match r.get("value") {
+                Some(Value::Integer(i)) => *i as f64,
+                Some(Value::Float(f)) => *f,
+                Some(other) => {
+                    return Err(format!(
+                        "{what}.value must be a number, got {}",
+                        other.type_str()
+                    ))
+                }
+                None => return Err(format!("{what} needs value and ago")),
+            };
+            let ago = r
+                .get("ago")
+                .ok_or_else(|| format!("{what} needs value and ago"))?;
+            let when = at(ago, &format!("{what}.ago"))?;
+            state.rates.insert(name, Sample { value, at: when });
+        }
+    }
+    if let Some(memory) = given.get("memory") {
+        for (name, value) in table(memory, "memory")? {
+            let json = serde_json::to_value(&value).map_err(|e| format!("memory.{name}: {e}"))?;
+            state.memory.insert(name, json);
+        }
+    }
+    match given.get("history") {
+        None => {}
+        Some(Value::Array(entries)) => {
+            for (i, e) in entries.iter().enumerate() {
+                let what = format!("history[{i}]");
+                let e = table(e, &what)?;
+                only(&e, &what, &["ago", "verdict", "reason"])?;
+                let verdict = e.get("verdict").and_then(Value::as_str).unwrap_or_default();
+                let exit = Exit::from_key(verdict).ok_or_else(|| {
+                    format!(
+                        "{what}.verdict = {verdict:?} is not a verdict; use healthy, unhealthy, check-error, script-fault or deadline"
+                    )
+                })?;
+                let ago = e
+                    .get("ago")
+                    .ok_or_else(|| format!("{what} needs ago and verdict"))?;
+                let when = at(ago, &format!("{what}.ago"))?;
+                state.history.push_back(Entry {
+                    at: when,
+                    wall: wall_now.saturating_sub((CASE_CLOCK - when) as u64),
+                    exit: exit.code(),
+                    reason: e
+                        .get("reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                });
             }
-        };
-        let at = at(&r.ago, &format!("rates.{name}.ago"))?;
-        state.rates.insert(name.clone(), Sample { value, at });
-    }
-    for (name, value) in &given.memory {
-        let json = serde_json::to_value(value).map_err(|e| format!("memory.{name}: {e}"))?;
-        state.memory.insert(name.clone(), json);
-    }
-    for (i, e) in given.history.iter().enumerate() {
-        let exit = Exit::from_key(&e.verdict).ok_or_else(|| {
-            format!(
-                "history[{i}].verdict = {:?} is not a verdict; use healthy, unhealthy, check-error, script-fault or deadline",
-                e.verdict
-            )
-        })?;
-        let when = at(&e.ago, &format!("history[{i}].ago"))?;
-        state.history.push_back(Entry {
-            at: when,
-            wall: wall_now.saturating_sub((CASE_CLOCK - when) as u64),
-            exit: exit.code(),
-            reason: e.reason.clone(),
-        });
+        }
+        Some(other) => {
+            return Err(format!(
+                "history must be an array of tables, got {}",
+                other.type_str()
+            ))
+        }
     }
     Ok(state)
 }

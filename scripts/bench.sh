@@ -120,7 +120,10 @@ echo "nats_ping(\"$nats_url\")" > "$work/nats.rhai"
 # The same named check without and with state (a grace period): what keeping state costs a run.
 echo 'check("up", cpu_count() > 0)' > "$work/plain.rhai"
 echo 'check("up", cpu_count() > 0, #{ grace: "3m" })' > "$work/state.rhai"
-rm -rf "$work/state-dir"
+# On tmpfs when there is one, as an emptyDir with medium: Memory (docs/state.md).
+state_dir="$work/state-dir"
+[ -d /dev/shm ] && [ -w /dev/shm ] && state_dir=/dev/shm/rhai-probe-bench-state
+rm -rf "$state_dir"
 # 200 lines, 20 named checks, each with its host calls and a little logic.
 {
   echo "// 200 lines, 20 checks"
@@ -157,8 +160,8 @@ instructions() {
 cg_true=$(instructions true) cg_article=$(instructions article) cg_big=$(instructions big)
 cg_pg=$(instructions pg) cg_mysql=$(instructions mysql) cg_tcp=$(instructions tcp)
 cg_amqp=$(instructions amqp) cg_nats=$(instructions nats) cg_plain=$(instructions plain)
-"$bin" run --state-dir "$work/state-dir" "$work/state.rhai" >/dev/null || { log "state.rhai fails"; exit 1; }
-cg_state=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" run --timeout 10s --state-dir "$work/state-dir" "$work/state.rhai" 2>&1 \
+"$bin" run --state-dir "$state_dir" "$work/state.rhai" >/dev/null || { log "state.rhai fails"; exit 1; }
+cg_state=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" run --timeout 10s --state-dir "$state_dir" "$work/state.rhai" 2>&1 \
   | sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
 # The same check as a URL target: it must cost no more than the script.
 cg_tcp_target=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" run --timeout 10s tcp://127.0.0.1:80 2>&1 \
@@ -181,7 +184,7 @@ fp_curl=$(footprint "$(command -v curl)" -sf -o /dev/null http://localhost/healt
 fp_pg=$(footprint "$bin" run --timeout 10s "$work/pg.rhai")
 
 # --- spec for the runner ----------------------------------------------------------------------------
-export work bin python venv_python pgbin pg_port pg_dsn my_dsn my_password runs warmup quick
+export work bin state_dir python venv_python pgbin pg_port pg_dsn my_dsn my_password runs warmup quick
 export cg_true cg_article cg_big cg_pg cg_mysql cg_tcp cg_tcp_target cg_amqp cg_nats cg_plain cg_state fp_true fp_bintrue fp_article fp_curl fp_pg
 "$python" - > "$work/spec.json" <<'PY'
 import json, os, platform, shutil, subprocess, sys
@@ -216,7 +219,7 @@ rows = [
     {"id": "nats", "name": "NATS CONNECT + PING", "commands": [ours("nats"),
         {"key": "nats_py", "label": "python3 nats_check.py (nats-py)", "argv": [e["venv_python"], f"{w}/nats_check.py"]}]},
     {"id": "state", "name": "a check with a grace period (state file) vs without", "commands": [
-        {"key": "ours", "label": "rhai-probe run --state-dir DIR state.rhai", "argv": [b, "run", "--timeout", "5s", "--state-dir", f"{w}/state-dir", f"{w}/state.rhai"]},
+        {"key": "ours", "label": "rhai-probe run --state-dir DIR state.rhai", "argv": [b, "run", "--timeout", "5s", "--state-dir", e["state_dir"], f"{w}/state.rhai"]},
         dict(ours("plain"), key="plain")]},
     {"id": "big", "name": "200 lines, 20 checks", "commands": [ours("big"),
         dict(ours("article"), key="article", ok_codes=[0, 1])]},

@@ -13,8 +13,8 @@
 # How: builds the same binary with symbols (scripts/build-static.sh --profiling), runs typical
 # probes under valgrind's callgrind (healthy, unhealthy, refused, a script fault, the deadline,
 # JSON output, HTTP, TCP, PostgreSQL (trust, and a password over TLS), MariaDB, Redis against
-# local peers), and lists every function any of them executed, in the order the profiling binary
-# has them.
+# local peers, and a script that keeps state), and lists every function any of them executed, in
+# the order the profiling binary has them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { echo "link-order: $*" >&2; }
@@ -55,20 +55,30 @@ private_pg "$work" order-pg-pw
 cat > "$work/pgtls.rhai" <<<"sql_ping(\"$pg_dsn\")"
 cat > "$work/mysql.rhai" <<<'sql_ping("mysql://root@127.0.0.1:3306/test")'
 cat > "$work/redis.rhai" <<<'redis_ping("redis://127.0.0.1:6379")'
+# State kept across runs (the text run writes the file, the JSON run reads it back).
+cat > "$work/state.rhai" <<'EOF'
+check("up", cpu_count() > 0, #{ grace: "3m" });
+check("flaky", true, #{ failures: 3, within: "5m" });
+let r = rate("runs", recall("runs", 0) + 1);
+remember("runs", recall("runs", 0) + 1);
+history().len() >= 0
+EOF
 
 # Each run must end as it would outside valgrind, or the list misses the code it did not reach
 # (valgrind runs a probe ~50 times slower: a short deadline would cut every HTTP call short).
 declare -A want=([true]=0 [article]=0 [checks]=0 [down]=1 [fault]=3 [slow]=4 [pg]=0 [pgtls]=0 [mysql]=0
-                 [redis]=0)
+                 [redis]=0 [state]=0)
 n=0
-for script in true article checks down fault slow pg pgtls mysql redis; do
+for script in true article checks down fault slow pg pgtls mysql redis state; do
   timeout=20s
+  extra=()
+  [ "$script" = state ] && extra=(--state-dir "$work/state")
   [ "$script" = slow ] && timeout=2s
   for format in text json; do
     n=$((n + 1))
     code=0
     valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/cg.$n" \
-      "$bin" run --timeout "$timeout" --format "$format" --log-file "$work/log" "$work/$script.rhai" \
+      "$bin" run --timeout "$timeout" "${extra[@]}" --format "$format" --log-file "$work/log" "$work/$script.rhai" \
       >"$work/out" 2>&1 || code=$?
     if [ "$code" != "${want[$script]}" ]; then
       log "$script.rhai ($format) exited $code under valgrind, expected ${want[$script]}:"

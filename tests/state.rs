@@ -60,8 +60,9 @@ fn age(dir: &Path, secs: f64) {
     for r in v["rates"].as_object_mut().unwrap().values_mut() {
         back(&mut r["at"]);
     }
+    // A history entry is [at, wall, exit, reason].
     for h in v["history"].as_array_mut().unwrap() {
-        back(&mut h["at"]);
+        back(&mut h[0]);
     }
     std::fs::write(path, v.to_string()).unwrap();
 }
@@ -107,7 +108,7 @@ fn a_grace_period_outlasts_a_blip_but_not_a_real_outage() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| h["exit"].as_i64().unwrap())
+        .map(|h| h[2].as_i64().unwrap())
         .collect();
     assert_eq!(exits, [0, 0, 1, 0, 0]);
 }
@@ -255,8 +256,11 @@ fn fifty_overlapping_runs_leave_one_valid_file() {
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp."))
+        .filter(|n| {
+            !n.ends_with(".state.json") && !n.ends_with(".json.lock") && !n.ends_with(".json.next")
+        })
         .collect();
+    // The file, its lock and its spare (the previous version, see state::write): nothing else.
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -289,6 +293,16 @@ fn a_killed_writer_a_corrupt_file_and_a_future_one() {
     assert_eq!(v["memory"]["n"].as_i64(), Some(1));
     run(&state, &probe, &[]).expect(0, "healthy");
     assert_eq!(state_file(&state).1["memory"]["n"].as_i64(), Some(2));
+    // A run killed in the middle of writing leaves a torn spare, never a torn file.
+    let spare = path.with_extension("json.next");
+    std::fs::write(&spare, "{\"version\": 2, \"ident").unwrap();
+    run(&state, &probe, &[]).expect(0, "healthy");
+    let (_, v) = state_file(&state);
+    assert_eq!(v["memory"]["n"].as_i64(), Some(3), "{v}");
+    // The spare now holds the version before, whole.
+    let before: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&spare).unwrap()).unwrap();
+    assert_eq!(before["memory"]["n"].as_i64(), Some(2));
     // A corrupt file: reset with one warning, never a failed probe.
     std::fs::write(&path, "{\"version\": 1, \"checks\": [tr").unwrap();
     let r = run(&state, &probe, &[]);

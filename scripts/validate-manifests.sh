@@ -37,9 +37,9 @@ done
 # or /startupz (startup.rhai).
 scripts=$(mktemp -d)
 trap 'rm -rf "$scripts"' EXIT
-"$venv/bin/python" - "$scripts" "${manifests[@]}" <<'PY'
-import os, re, sys, yaml
-out, files = sys.argv[1], sys.argv[2:]
+"$venv/bin/python" - "$bin" "$scripts" "${manifests[@]}" <<'PY'
+import os, re, subprocess, sys, yaml
+binary, out, files = sys.argv[1], sys.argv[2], sys.argv[3:]
 problems = []
 for path in files:
     docs = [d for d in yaml.safe_load_all(open(path)) if d]
@@ -62,6 +62,38 @@ for path in files:
         spec = (spec.get("template") or {}).get("spec", spec) if d.get("kind") != "Pod" else spec
         if spec.get("shareProcessNamespace") and "/proc/1/fd/1" in yaml.safe_dump(spec):
             problems.append(f"{path}: --log-file=/proc/1/fd/1 with shareProcessNamespace: true writes to the pause process; see docs/kubernetes.md")
+    # Each probe's --allow-* flags cover what `check --permissions` finds in its script(s).
+    def commands(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in ("command", "args") and isinstance(v, list) and all(isinstance(x, str) for x in v):
+                    yield v
+                else:
+                    yield from commands(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from commands(v)
+    for d in docs:
+        for argv in commands(d):
+            allow = {}
+            for a in argv:
+                m = re.match(r"(--allow-(?:net|read|env))=(.*)", a)
+                if m:
+                    allow.setdefault(m.group(1), []).extend(x for x in m.group(2).split(",") if x)
+            if not allow:
+                continue
+            refs = re.findall(r"/etc/rhai-probe/([\w.-]+\.rhai)", " ".join(argv))
+            if "serve" in argv and any(a.startswith("--dir=") for a in argv):
+                refs = sorted(keys)
+            for ref in refs:
+                name = os.path.basename(path).replace(".yaml", "") + "--" + ref
+                need = subprocess.run([binary, "check", "--permissions", os.path.join(out, name)],
+                                      capture_output=True, text=True).stdout
+                for line in need.splitlines():
+                    flag, _, entries = line.partition("=")
+                    for entry in filter(None, entries.split(",")):
+                        if entry not in allow.get(flag, []):
+                            problems.append(f"{path}: {ref} needs {flag}={entry}, which its command does not give")
     aliases = {"/livez": "liveness", "/readyz": "readiness", "/startupz": "startup"}
     for route in re.findall(r"path: (/probe/[\w.-]+|/livez|/readyz|/startupz)\b", text):
         name = aliases.get(route) or route[len("/probe/"):]

@@ -53,19 +53,43 @@ impl Cli {
         use clap::FromArgMatches;
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
         if args.get(1).is_some_and(|a| a == "run") {
-            let command = RunArgs::augment_args(
+            let mut command = RunArgs::augment_args(
                 clap::Command::new("run")
                     .bin_name("rhai-probe run")
                     .about(RUN_ABOUT)
                     .override_usage(RUN_USAGE)
                     .after_help(RUN_HELP),
             );
+            // The --allow-* flags are known to clap only when the command line may hold one
+            // (or asks for help): three more flags cost every `run` ~4,000 instructions of
+            // clap's parsing, for flags most probes never give.
+            let allow = args[2..].iter().any(|a| {
+                let a = a.as_encoded_bytes();
+                a.starts_with(b"--allow") || a == b"-h" || a == b"--help"
+            });
+            if allow {
+                command = AllowArgs::augment_args(command);
+            }
             let matches = command.try_get_matches_from(&args[1..])?;
+            let mut run = RunArgs::from_arg_matches(&matches)?;
+            if allow {
+                run.allow = AllowArgs::from_arg_matches(&matches)?;
+            }
             return Ok(Cli {
-                command: Command::Run(RunArgs::from_arg_matches(&matches)?),
+                command: Command::Run(run),
             });
         }
-        Cli::try_parse_from(args)
+        // `explain` shares `run`'s arguments, and takes the --allow-* flags as it always.
+        let command = <Cli as clap::CommandFactory>::command()
+            .mut_subcommand("explain", AllowArgs::augment_args);
+        let matches = command.try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        if let (Command::Explain(run), Some(("explain", sub))) =
+            (&mut cli.command, matches.subcommand())
+        {
+            run.allow = AllowArgs::from_arg_matches(sub)?;
+        }
+        Ok(cli)
     }
 }
 
@@ -211,6 +235,9 @@ pub struct TestArgs {
 
     #[command(flatten)]
     pub vars: VarArgs,
+
+    #[command(flatten)]
+    pub allow: AllowArgs,
 }
 
 #[derive(Args, Debug)]
@@ -246,6 +273,9 @@ pub struct WaitArgs {
 
     #[command(flatten)]
     pub vars: VarArgs,
+
+    #[command(flatten)]
+    pub allow: AllowArgs,
 
     #[command(flatten)]
     pub log: LogArgs,
@@ -330,6 +360,10 @@ pub struct RunArgs {
     #[arg(long = "state-dir", value_name = "DIR")]
     pub state_dir_flag: Option<PathBuf>,
 
+    /// --allow-*: added to clap by `Cli::parse_args` (see there), not by this derive.
+    #[arg(skip)]
+    pub allow: AllowArgs,
+
     /// The verdict's format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -346,6 +380,40 @@ impl RunArgs {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         })
+    }
+}
+
+// What a probe may reach (`crate::permissions`): `run`, `explain`, `wait`, `serve` and `test`
+// share these. (Not a doc comment: clap would show it as every command's description.)
+#[derive(Args, Debug, Default, Clone)]
+pub struct AllowArgs {
+    /// Hosts the script may connect to: HOST[:PORT], *.SUFFIX[:PORT], ADDRESS/BITS,
+    /// [IPv6]:PORT, unix:/PATH, * (comma-separated, repeatable). With any --allow-* flag, what
+    /// is not allowed is denied. [env: RHAI_PROBE_ALLOW_NET=]
+    #[arg(long = "allow-net", value_name = "LIST")]
+    pub net: Option<Vec<String>>,
+
+    /// Paths (and what is under them, symlinks resolved) the script may read or look at.
+    /// [env: RHAI_PROBE_ALLOW_READ=]
+    #[arg(long = "allow-read", value_name = "LIST")]
+    pub read: Option<Vec<String>>,
+
+    /// Environment variables env() may read: NAME, PREFIX*, *. [env: RHAI_PROBE_ALLOW_ENV=]
+    #[arg(long = "allow-env", value_name = "LIST")]
+    pub env: Option<Vec<String>>,
+}
+
+impl AllowArgs {
+    /// The flags (else their environment variables), parsed and installed for the process.
+    pub fn install(&self) -> Result<(), String> {
+        let given = crate::permissions::Given {
+            net: self.net.clone(),
+            read: self.read.clone(),
+            env: self.env.clone(),
+        }
+        .with_env();
+        crate::permissions::install(given.parse()?);
+        Ok(())
     }
 }
 
@@ -380,6 +448,11 @@ pub struct CheckArgs {
     /// How to report the problems: with the source line on stderr, or as JSON on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+
+    /// Also print the --allow-net, --allow-read and --allow-env flags the scripts need, from
+    /// their literal arguments (and --var values), and which calls could not be told.
+    #[arg(long)]
+    pub permissions: bool,
 
     #[command(flatten)]
     pub vars: VarArgs,

@@ -14,6 +14,7 @@ pub mod exit_code;
 pub mod host;
 pub mod lint;
 pub mod logging;
+pub mod permissions;
 pub mod probe;
 pub mod redact;
 pub mod report;

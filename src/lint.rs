@@ -206,6 +206,99 @@ pub fn state_uses(ast: &AST) -> Vec<(String, Pos)> {
     uses
 }
 
+/// What a script's calls reach (`check --permissions`): from literal arguments, variables bound
+/// once to a literal, `var_or(NAME, DEFAULT)` (the `--var` given, else the default) and `--var`
+/// constants. Returns what was found, and each call whose target could not be told, with why.
+pub fn permissions(
+    ast: &AST,
+    vars: &rhai::Map,
+) -> (Vec<crate::permissions::Access>, Vec<(String, Pos)>) {
+    use rhai::Dynamic;
+    // Variables bound once (by `let`/`const`) and never assigned: their value, where known.
+    let mut bound: HashMap<String, Option<Dynamic>> = HashMap::new();
+    let value_of = |expr: &Expr, bound: &HashMap<String, Option<Dynamic>>| -> Option<Dynamic> {
+        literal(expr, bound, vars)
+    };
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Stmt(Stmt::Var(x, _, _))) => {
+                let value = value_of(&x.1, &bound);
+                let name = x.0.name.to_string();
+                // Bound twice: not one value.
+                bound.entry(name).and_modify(|v| *v = None).or_insert(value);
+            }
+            Some(ASTNode::Stmt(Stmt::Assignment(x))) => {
+                if let Expr::Variable(v, ..) = &x.1.lhs {
+                    bound.insert(v.1.to_string(), None);
+                }
+            }
+            Some(ASTNode::Stmt(Stmt::For(x, _))) => {
+                bound.insert(x.0.name.to_string(), None);
+            }
+            _ => {}
+        }
+        true
+    });
+    let mut found = Vec::new();
+    let mut unresolved = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::FnCall(f, pos)) | ASTNode::Expr(Expr::FnCall(f, pos))) =
+            path.last()
+        {
+            if let Some(decl) =
+                host::find(&f.name).filter(|d| d.reach != host::decl::Reach::Nothing)
+            {
+                if f.op_token.is_none() {
+                    let args: Vec<Option<Dynamic>> =
+                        f.args.iter().map(|a| value_of(a, &bound)).collect();
+                    match crate::permissions::accesses(decl, &args) {
+                        Some(accesses) => found.extend(accesses),
+                        None => unresolved.push((decl.name.to_string(), (*pos).into())),
+                    }
+                }
+            }
+        }
+        true
+    });
+    found.sort();
+    found.dedup();
+    (found, unresolved)
+}
+
+/// The value of `expr` when it is known without running the script.
+fn literal(
+    expr: &Expr,
+    bound: &HashMap<String, Option<rhai::Dynamic>>,
+    vars: &rhai::Map,
+) -> Option<rhai::Dynamic> {
+    if let Some(value) = expr.get_literal_value(None) {
+        return Some(value);
+    }
+    match expr {
+        Expr::Variable(v, ..) => match bound.get(v.1.as_str()) {
+            Some(value) => value.clone(),
+            None => vars.get(v.1.as_str()).cloned(),
+        },
+        Expr::FnCall(f, _) if f.name == "var_or" && f.args.len() == 2 => {
+            let name = f.args[0].get_literal_value(None)?.into_string().ok()?;
+            match vars.get(name.as_str()) {
+                Some(given) => Some(given.clone()),
+                None => literal(&f.args[1], bound, vars),
+            }
+        }
+        Expr::Map(x, _) => {
+            // An options map with values unknown: those are (), which no target reads as one.
+            let mut map = rhai::Map::new();
+            for (key, value) in &x.0 {
+                let v = literal(value, bound, vars).unwrap_or(rhai::Dynamic::UNIT);
+                map.insert(key.name.as_str().into(), v);
+            }
+            Some(map.into())
+        }
+        _ => None,
+    }
+}
+
 pub fn lint(ast: &AST) -> Vec<Diagnostic> {
     let mut declared: HashSet<String> = HashSet::new();
     let mut script_fns: HashSet<String> = HashSet::new();

@@ -28,6 +28,22 @@ fn main() -> ExitCode {
             };
         }
     };
+    // What scripts may reach, before any runs: a bad list is a usage error.
+    let allow = match &cli.command {
+        Command::Run(a) | Command::Explain(a) => Some(&a.allow),
+        Command::Test(a) => Some(&a.allow),
+        Command::Wait(a) => Some(&a.allow),
+        Command::Serve(a) => Some(&a.allow),
+        _ => None,
+    };
+    if let Some(Err(e)) = allow.map(|a| a.install()) {
+        eprintln!(
+            "error: {e}
+
+For more information, try '--help'."
+        );
+        return Exit::Usage.into();
+    }
     match cli.command {
         Command::Run(args) => run(args, false),
         Command::Explain(args) => run(args, true),
@@ -291,6 +307,8 @@ fn check(args: CheckArgs) -> Exit {
     let mut failed = 0;
     let mut reports = Vec::new();
     let mut stateful = Vec::new();
+    let mut needed = Vec::new();
+    let mut untold: Vec<(String, String)> = Vec::new();
     let scripts = args
         .scripts
         .iter()
@@ -311,6 +329,15 @@ fn check(args: CheckArgs) -> Exit {
                         "note: {}:{}:{}: {function} keeps state across runs: run it with --state-dir DIR (RHAI_PROBE_STATE_DIR; docs/state.md)",
                         script.name, pos.line, pos.col
                     ));
+                }
+                if args.permissions {
+                    let (found, unresolved) = lint::permissions(&ast, &vars);
+                    needed.extend(found);
+                    untold.extend(
+                        unresolved.into_iter().map(|(f, pos)| {
+                            (format!("{}:{}:{}", script.name, pos.line, pos.col), f)
+                        }),
+                    );
                 }
                 (script.name.clone(), lint::lint(&ast), Some(script.text))
             }
@@ -348,6 +375,40 @@ fn check(args: CheckArgs) -> Exit {
         for note in &stateful {
             eprintln!("{note}");
         }
+    }
+    if args.permissions {
+        needed.sort();
+        needed.dedup();
+        let flags = rhai_probe::permissions::flags(&needed);
+        match args.format {
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({
+                    "flags": flags.iter().map(|(flag, list)| (flag.to_string(), list.clone().into()))
+                        .collect::<serde_json::Map<String, serde_json::Value>>(),
+                    "unresolved": untold.iter().map(|(at, f)| serde_json::json!({"at": at, "function": f}))
+                        .collect::<Vec<_>>(),
+                })
+            ),
+            Format::Text => {
+                for (flag, list) in &flags {
+                    println!("{flag}={}", list.join(","));
+                }
+                if flags.is_empty() {
+                    println!("(no --allow-* flag: the scripts reach nothing a flag controls)");
+                }
+                for (at, f) in &untold {
+                    eprintln!(
+                        "note: {at}: {f}: its target is not a literal (nor a --var): add what it reaches by hand"
+                    );
+                }
+            }
+        }
+        return if failed == 0 {
+            Exit::Healthy
+        } else {
+            Exit::ScriptFault
+        };
     }
     if args.format == Format::Json {
         println!("{}", report::check_report(&reports));

@@ -566,6 +566,18 @@ fn answer(
         host.trace
             .finish(index, outcome, std::time::Duration::ZERO, &host.source)
     };
+    // The command line's allowlists hold here too: a case catches a script that needs a
+    // permission the pod spec does not give (by the call's arguments; nothing is looked up).
+    if let Some(granted) = crate::permissions::granted() {
+        let given: Vec<Option<Dynamic>> = args.iter().cloned().map(Some).collect();
+        for access in crate::permissions::accesses(f, &given).unwrap_or_default() {
+            if let Err(message) = granted.check(&access) {
+                crate::permissions::take_denied();
+                finish(Outcome::Error(message.clone()));
+                return Err(host::fault(format!("{} {message}", f.name), position));
+            }
+        }
+    }
     let stub = stubs.case.calls.iter().find(|c| {
         c.function.get_ref() == f.name
             && c.args.as_deref().is_none_or(|want| args_match(want, args))

@@ -1195,3 +1195,53 @@ fn each_probe_keeps_its_own_state_in_memory() {
     assert!(b.body.contains("failed once in the last 5 m"), "{}", b.body);
     server.finish();
 }
+
+#[test]
+fn allowlists_hold_for_every_probe_served() {
+    let allowed = Peer::start();
+    let other = Peer::start();
+    let dir = temp_dir("serve-allow");
+    let web = write(&dir, "web.rhai", &http_script(&allowed));
+    let leak = write(&dir, "leak.rhai", &http_script(&other));
+    let token = write(&dir, "token.rhai", "read_file(\"/etc/hostname\") != \"\"\n");
+    let server = Server::start(&[
+        "--probe",
+        &format!("web={}", web.display()),
+        "--probe",
+        &format!("leak={}", leak.display()),
+        "--probe",
+        &format!("token={}", token.display()),
+        "--cache",
+        "0",
+        "--allow-net",
+        &format!("127.0.0.1:{}", allowed.port),
+    ]);
+    let reply = server.get("/probe/web");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    for _ in 0..2 {
+        let reply = server.get("/probe/leak");
+        assert_eq!(reply.status, 503, "{reply:?}");
+        assert!(
+            reply.body.contains(&format!(
+                "script fault: {}:1:1: http_get to 127.0.0.1:{} is not allowed by --allow-net (127.0.0.1:{})",
+                leak.display(),
+                other.port,
+                allowed.port
+            )),
+            "{}",
+            reply.body
+        );
+    }
+    let reply = server.get("/probe/token");
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert!(
+        reply
+            .body
+            .contains("read_file of /etc/hostname is not allowed: no --allow-read was given"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(other.hits(), 0, "a denied call reached its peer");
+    assert_eq!(allowed.hits(), 1);
+    server.finish();
+}

@@ -68,6 +68,9 @@ pub struct ServeArgs {
     pub vars: VarArgs,
 
     #[command(flatten)]
+    pub allow: super::AllowArgs,
+
+    #[command(flatten)]
     pub log: LogArgs,
 }
 

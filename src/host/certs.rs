@@ -134,6 +134,7 @@ pub const TLS_CERT: HostFn = HostFn {
         example: "{ days_left = 90.0 }",
         failing: "{ days_left = 3.0 }",
     },
+    reach: crate::host::decl::Reach::HostPort(0, 1),
     register,
 };
 

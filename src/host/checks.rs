@@ -50,6 +50,7 @@ pub const CHECK: HostFn = HostFn {
     time: Time::Pure,
     secrets: &[],
     stub: Stub::Real,
+    reach: crate::host::decl::Reach::Nothing,
     register: register_check,
 };
 
@@ -63,6 +64,7 @@ pub const VAR_OR: HostFn = HostFn {
     time: Time::Pure,
     secrets: &[],
     stub: Stub::Real,
+    reach: crate::host::decl::Reach::Nothing,
     register: register_var_or,
 };
 
@@ -77,6 +79,7 @@ pub const SLEEP: HostFn = HostFn {
     time: Time::Waits,
     secrets: &[],
     stub: Stub::Instant,
+    reach: crate::host::decl::Reach::Nothing,
     register: register_sleep,
 };
 
@@ -109,7 +112,7 @@ fn rule_of(options: &Options) -> Result<Option<Rule>, String> {
     };
     let failures = options
         .int("failures")
-        .map_err(|(super::HostError::Fault(m) | super::HostError::Transport(m))| m)?;
+        .map_err(|(super::HostError::Fault(m) | super::HostError::Transport(m) | super::HostError::Denied(m))| m)?;
     match (period("grace")?, failures, period("within")?) {
         (None, None, None) => Ok(None),
         (Some(grace), None, None) => Ok(Some(Rule::Grace(grace))),

@@ -44,6 +44,7 @@ pub const MEMORY: HostFn = HostFn {
         example: "{ used_pct = 40.0, working_set = 100000000 }",
         failing: "{ used_pct = 97.0, working_set = 990000000 }",
     },
+    reach: crate::host::decl::Reach::Nothing,
     register: register_memory,
 };
 
@@ -67,6 +68,7 @@ pub const CPU: HostFn = HostFn {
         example: "{ quota_cpus = 2.0, nr_throttled = 0 }",
         failing: "{ quota_cpus = 2.0, nr_throttled = 5000, pressure_avg10 = 80.0 }",
     },
+    reach: crate::host::decl::Reach::Nothing,
     register: register_cpu,
 };
 
@@ -83,6 +85,7 @@ pub const CPU_USAGE_PCT: HostFn = HostFn {
         example: "25.0",
         failing: "99.0",
     },
+    reach: crate::host::decl::Reach::Nothing,
     register: register_cpu_usage_pct,
 };
 

@@ -34,8 +34,31 @@ pub struct HostFn {
     pub secrets: &'static [Secret],
     /// What `rhai-probe test` does with it.
     pub stub: Stub,
+    /// What a call reaches, read from its arguments: what `--allow-*` checks where stubs
+    /// answer (`rhai-probe test`), and what `check --permissions` lists from literal arguments.
+    /// (Real calls are checked where they reach the world, `crate::permissions`.)
+    pub reach: Reach,
     /// Registers every signature with the engine.
     pub register: fn(&mut Engine, &Rc<Host>),
+}
+
+/// What a call reaches, by argument position. A function with a `unix_socket` option reaches
+/// that socket instead of its URL's host when the option is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    Nothing,
+    /// A URL: its host and port (or the scheme's default port).
+    Url(usize),
+    /// A host and a port.
+    HostPort(usize, usize),
+    /// A host name looked up, on no port.
+    Name(usize),
+    /// A PostgreSQL or MySQL DSN: each of its hosts, or its socket.
+    Dsn(usize),
+    /// A file or directory read or looked at.
+    Path(usize),
+    /// An environment variable.
+    Env(usize),
 }
 
 /// The types a signature, an option or a result key names.

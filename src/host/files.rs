@@ -1,7 +1,7 @@
 //! Disk space and files: `disk_usage(path)`, `file_exists(path)`, `file_age(path)` (the
 //! heartbeat-file liveness pattern: the app touches a file, the probe checks it is recent).
 
-use std::{ffi::CString, rc::Rc, time::SystemTime};
+use std::{ffi::CString, path::Path, rc::Rc, time::SystemTime};
 
 use rhai::{Dynamic, Engine, Map, NativeCallContext, FLOAT, INT};
 
@@ -33,6 +33,7 @@ pub const DISK_USAGE: HostFn = HostFn {
         example: "{ used_pct = 40.0, inodes_free = 100000 }",
         failing: "{ used_pct = 99.0, inodes_free = 0 }",
     },
+    reach: crate::host::decl::Reach::Path(0),
     register: register_disk_usage,
 };
 
@@ -49,6 +50,7 @@ pub const FILE_EXISTS: HostFn = HostFn {
         example: "true",
         failing: "false",
     },
+    reach: crate::host::decl::Reach::Path(0),
     register: register_file_exists,
 };
 
@@ -65,6 +67,7 @@ pub const FILE_AGE: HostFn = HostFn {
         example: "5.0",
         failing: "3600.0",
     },
+    reach: crate::host::decl::Reach::Path(0),
     register: register_file_age,
 };
 
@@ -84,6 +87,7 @@ fn disk_usage(host: &Host, ctx: &NativeCallContext, path: &str) -> RhaiResult<Dy
         format!("disk_usage({path})"),
         move || {
             let path = owned;
+            crate::permissions::read(Path::new(&path)).map_err(HostError::Denied)?;
             let c_path = CString::new(path.as_str())
                 .map_err(|_| HostError::Fault(format!("{path:?} contains a NUL byte")))?;
             // SAFETY: statvfs writes into the struct we own; the path is a valid C string.
@@ -125,6 +129,7 @@ fn file_exists(host: &Host, ctx: &NativeCallContext, path: &str) -> RhaiResult<b
         &FILE_EXISTS,
         format!("file_exists({path})"),
         move || {
+            crate::permissions::read(Path::new(&owned)).map_err(HostError::Denied)?;
             match std::fs::symlink_metadata(owned) {
                 Ok(_) => Ok((true, Outcome::Pass("true".into()))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -141,6 +146,7 @@ fn file_age(host: &Host, ctx: &NativeCallContext, path: &str) -> RhaiResult<FLOA
     non_empty("file_age", ctx, path)?;
     let owned = path.to_string();
     host.local(ctx, &FILE_AGE, format!("file_age({path})"), move || {
+        crate::permissions::read(Path::new(&owned)).map_err(HostError::Denied)?;
         let modified = std::fs::metadata(owned)
             .and_then(|m| m.modified())
             .map_err(|e| HostError::Transport(io_reason(&e)))?;

@@ -34,6 +34,7 @@ pub const ENV: HostFn = HostFn {
         example: "\"value\"",
         failing: "\"\"",
     },
+    reach: crate::host::decl::Reach::Env(0),
     register: register_env,
 };
 
@@ -50,6 +51,7 @@ pub const READ_FILE: HostFn = HostFn {
         example: "\"postgres://app:secret@db:5432/app\"",
         failing: "\"\"",
     },
+    reach: crate::host::decl::Reach::Path(0),
     register: register_read_file,
 };
 
@@ -85,7 +87,10 @@ fn env(
         &[],
         format!("${name}"),
         None,
-        |_| match std::env::var(name) {
+        |_| match crate::permissions::env(name)
+            .map_err(HostError::Denied)
+            .map(|()| std::env::var(name))?
+        {
             Ok(value) => {
                 remember_secrets(name, &value);
                 Ok((value.into(), Outcome::Pass("set".into())))
@@ -111,6 +116,7 @@ fn read_file(host: &Host, ctx: &NativeCallContext, path: &str) -> RhaiResult<Str
     let path = path.to_string();
     host.local(ctx, &READ_FILE, format!("read_file({path})"), move || {
         let path = path.as_str();
+        crate::permissions::read(std::path::Path::new(path)).map_err(HostError::Denied)?;
         // O_NONBLOCK: opening a FIFO with no writer would otherwise block past the deadline
         // (only run's watchdog could end it; serve has none). Regular files ignore the flag.
         let file = std::fs::OpenOptions::new()

@@ -177,10 +177,19 @@ impl Host {
         result: Result<(T, Outcome), HostError>,
     ) -> RhaiResult<T> {
         let elapsed = started.elapsed();
+        // A check deep in the call (a lookup, a redirect, a driver's target) denied it: whatever
+        // the code between made of that error, it is the script's fault.
+        let result = match (crate::permissions::take_denied(), result) {
+            (Some(message), _) => Err(HostError::Denied(message)),
+            (None, result) => result,
+        };
         // A call that did not succeed once the deadline has passed was cut short by it: say so,
         // rather than blaming the peer for a timeout the deadline imposed.
         let cut_short = self.deadline().expired()
-            && !matches!(result, Ok((_, Outcome::Pass(_))) | Err(HostError::Fault(_)));
+            && !matches!(
+                result,
+                Ok((_, Outcome::Pass(_))) | Err(HostError::Fault(_) | HostError::Denied(_))
+            );
         if cut_short {
             self.trace.finish(
                 index,
@@ -215,6 +224,16 @@ impl Host {
                     &self.source,
                 );
                 Err(fault(format!("{}: {message}", f.name), position))
+            }
+            Err(HostError::Denied(message)) => {
+                let message = format!("{} {message}", f.name);
+                self.trace.finish(
+                    index,
+                    Outcome::Error(message.clone()),
+                    elapsed,
+                    &self.source,
+                );
+                Err(fault(message, position))
             }
         }
     }
@@ -252,6 +271,9 @@ pub enum HostError {
     Transport(String),
     /// The script asked for something impossible (no scheme, port 70000, unknown option).
     Fault(String),
+    /// The command line's allowlists do not allow the target (`crate::permissions`): a script
+    /// fault, shown as `NAME to TARGET is not allowed by --allow-…`.
+    Denied(String),
 }
 
 impl HostError {
@@ -261,6 +283,7 @@ impl HostError {
             HostError::Fault(m) | HostError::Transport(m) => {
                 fault(format!("{function}: {m}"), ctx.call_position())
             }
+            HostError::Denied(m) => fault(format!("{function} {m}"), ctx.call_position()),
         }
     }
 }

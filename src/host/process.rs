@@ -42,6 +42,7 @@ pub const PROCESS_RUNNING: HostFn = HostFn {
         example: "true",
         failing: "false",
     },
+    reach: crate::host::decl::Reach::Nothing,
     register: register_running,
 };
 
@@ -62,6 +63,7 @@ pub const PROCESS_COUNT: HostFn = HostFn {
         example: "2",
         failing: "0",
     },
+    reach: crate::host::decl::Reach::Nothing,
     register: register_count,
 };
 

@@ -40,7 +40,7 @@ const SCHEMES: &[Scheme] = &[
     },
 ];
 
-const REDIS: Protocol = Protocol {
+pub(crate) const REDIS: Protocol = Protocol {
     decl: &REDIS_PING,
     schemes: SCHEMES,
     usage: "redis://[user:password@]host[:port][/db] or rediss:// for TLS",

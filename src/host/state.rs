@@ -29,6 +29,7 @@ pub const RATE: HostFn = HostFn {
     time: Time::Pure,
     secrets: &[],
     stub: Stub::Real,
+    reach: crate::host::decl::Reach::Nothing,
     register: register_rate,
 };
 
@@ -42,6 +43,7 @@ pub const REMEMBER: HostFn = HostFn {
     time: Time::Pure,
     secrets: &[],
     stub: Stub::Real,
+    reach: crate::host::decl::Reach::Nothing,
     register: register_remember,
 };
 
@@ -55,6 +57,7 @@ pub const RECALL: HostFn = HostFn {
     time: Time::Pure,
     secrets: &[],
     stub: Stub::Real,
+    reach: crate::host::decl::Reach::Nothing,
     register: register_recall,
 };
 
@@ -68,6 +71,7 @@ pub const HISTORY: HostFn = HostFn {
     time: Time::Pure,
     secrets: &[],
     stub: Stub::Real,
+    reach: crate::host::decl::Reach::Nothing,
     register: register_history,
 };
 

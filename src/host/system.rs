@@ -29,6 +29,7 @@ pub const LOAD_AVG: HostFn = HostFn {
         example: "0.5",
         failing: "7.9",
     },
+    reach: crate::host::decl::Reach::Nothing,
     register: register_load_avg,
 };
 
@@ -45,6 +46,7 @@ pub const CPU_COUNT: HostFn = HostFn {
         example: "4",
         failing: "1",
     },
+    reach: crate::host::decl::Reach::Nothing,
     register: register_cpu_count,
 };
 

@@ -34,6 +34,7 @@ pub const TCP_OPEN: HostFn = HostFn {
         example: "true",
         failing: "false",
     },
+    reach: crate::host::decl::Reach::HostPort(0, 1),
     register: register_tcp_open,
 };
 
@@ -51,6 +52,7 @@ pub const DNS_RESOLVE: HostFn = HostFn {
         example: "[\"10.0.0.7\"]",
         failing: "[]",
     },
+    reach: crate::host::decl::Reach::Name(0),
     register: register_dns_resolve,
 };
 
@@ -123,6 +125,8 @@ fn dns_resolve(host: &Host, ctx: &NativeCallContext, name: &str) -> RhaiResult<r
         format!("dns_resolve({name})"),
         None,
         |budget| {
+            // A lookup reaches the resolver, not the host: only the name is checked.
+            crate::permissions::name(name, None).map_err(HostError::Denied)?;
             // What the system resolver answers, `localhost` included: this checks resolution.
             let addrs = lookup(name, 0, budget).map_err(HostError::Transport)?;
             let mut seen: Vec<String> = Vec::new();
@@ -143,14 +147,19 @@ fn dns_resolve(host: &Host, ctx: &NativeCallContext, name: &str) -> RhaiResult<r
 
 /// The addresses to connect to for `host:port`, within `budget`: [`without_lookup`] when it
 /// knows them, else [`lookup`].
+///
+/// The one place TCP targets are resolved, so the one place `--allow-net` checks them: the
+/// name before any lookup, the addresses after (`crate::permissions`).
 pub fn resolve(host: &str, port: u16, budget: Duration) -> Result<Vec<SocketAddr>, String> {
-    match without_lookup(host) {
-        Some(ips) => Ok(ips
+    crate::permissions::name(host, Some(port))?;
+    let addrs = match without_lookup(host) {
+        Some(ips) => ips
             .into_iter()
             .map(|ip| SocketAddr::new(ip, port))
-            .collect()),
-        None => lookup(host, port, budget),
-    }
+            .collect(),
+        None => lookup(host, port, budget)?,
+    };
+    crate::permissions::addrs(host, addrs)
 }
 
 /// The addresses of `host` when no lookup is needed: an IP literal, or `localhost` (see

@@ -325,6 +325,7 @@ pub fn connect_unix(
     budget: Duration,
 ) -> io::Result<std::os::unix::net::UnixStream> {
     use std::os::unix::{ffi::OsStrExt, io::FromRawFd};
+    crate::permissions::unix(path).map_err(io::Error::other)?;
     let bytes = path.as_os_str().as_bytes();
     // SAFETY: sockaddr_un is plain data; all zeroes is a valid (empty) address.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
@@ -419,9 +420,9 @@ impl Conn {
         };
         let (config, name) = match pending {
             Pending::Ready(config) => config,
-            Pending::Default(host) => TlsOptions::default()
-                .config(&host)
-                .map_err(|(HostError::Fault(m) | HostError::Transport(m))| m)?,
+            Pending::Default(host) => TlsOptions::default().config(&host).map_err(
+                |(HostError::Fault(m) | HostError::Transport(m) | HostError::Denied(m))| m,
+            )?,
         };
         let Stream::Plain(mut tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
             return Ok(());
@@ -640,6 +641,7 @@ pub const fn url_check(
             example: "true",
             failing: "false",
         },
+        reach: crate::host::decl::Reach::Url(0),
         register,
     }
 }

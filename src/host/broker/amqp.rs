@@ -26,7 +26,7 @@ pub const AMQP_PING: HostFn = wire::url_check(
     register,
 );
 
-const AMQP: Protocol = Protocol {
+pub(crate) const AMQP: Protocol = Protocol {
     decl: &AMQP_PING,
     schemes: &[
         Scheme {

@@ -37,7 +37,7 @@ pub const MEMCACHED_PING: HostFn = wire::url_check(
     register,
 );
 
-const MEMCACHED: Protocol = Protocol {
+pub(crate) const MEMCACHED: Protocol = Protocol {
     decl: &MEMCACHED_PING,
     schemes: &[Scheme {
         prefix: "memcached://",

@@ -9,6 +9,15 @@ mod nats;
 
 use super::HostFn;
 
+/// The URL-checked protocols, for what a URL reaches (`crate::permissions::accesses`).
+pub(crate) const PROTOCOLS: &[&super::wire::Protocol] = &[
+    &amqp::AMQP,
+    &mqtt::MQTT,
+    &nats::NATS,
+    &memcached::MEMCACHED,
+    &super::redis::REDIS,
+];
+
 pub const FUNCTIONS: &[HostFn] = &[
     amqp::AMQP_PING,
     mqtt::MQTT_PING,

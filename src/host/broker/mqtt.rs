@@ -43,7 +43,7 @@ pub const MQTT_PING: HostFn = wire::url_check(
     register,
 );
 
-const MQTT: Protocol = Protocol {
+pub(crate) const MQTT: Protocol = Protocol {
     decl: &MQTT_PING,
     schemes: &[
         Scheme {

@@ -23,7 +23,7 @@ pub const NATS_PING: HostFn = wire::url_check(
     register,
 );
 
-const NATS: Protocol = Protocol {
+pub(crate) const NATS: Protocol = Protocol {
     decl: &NATS_PING,
     schemes: &[
         Scheme {

@@ -160,6 +160,7 @@ pub const HTTP_GET: HostFn = HostFn {
         example: "{ status = 200 }",
         failing: "{ status = 503 }",
     },
+    reach: crate::host::decl::Reach::Url(0),
     register,
 };
 
@@ -208,6 +209,7 @@ pub const HTTP_REQUEST: HostFn = HostFn {
         example: "{ status = 200 }",
         failing: "{ status = 503 }",
     },
+    reach: crate::host::decl::Reach::Url(0),
     register: register_request,
 };
 
@@ -221,6 +223,7 @@ pub const JSON: HostFn = HostFn {
     time: Time::Pure,
     secrets: &[],
     stub: Stub::Real,
+    reach: crate::host::decl::Reach::Nothing,
     register: register_json,
 };
 
@@ -321,6 +324,20 @@ impl Resolver for LiteralsFirst {
             addrs.push(std::net::SocketAddr::from(([127, 0, 0, 1], 80)));
             return Ok(addrs);
         }
+        // `--allow-net`: the name before any lookup, the addresses after; a redirect's
+        // target comes through here too.
+        let (host, port) = match uri.authority() {
+            Some(a) => {
+                let port = a.port_u16().or(match uri.scheme_str() {
+                    Some("https") => Some(443),
+                    _ => Some(80),
+                });
+                (a.host().to_string(), port)
+            }
+            None => (String::new(), None),
+        };
+        let denied = |m: String| ureq::Error::Io(std::io::Error::other(m));
+        crate::permissions::name(&host, port).map_err(denied)?;
         let known = uri.authority().and_then(|authority| {
             let host = authority.host();
             let host = host
@@ -338,10 +355,20 @@ impl Resolver for LiteralsFirst {
             }
             Some(addrs)
         });
-        match known {
-            Some(addrs) => Ok(addrs),
-            None => self.ureq.resolve(uri, config, timeout),
+        let addrs = match known {
+            Some(addrs) => addrs,
+            None => self.ureq.resolve(uri, config, timeout)?,
+        };
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if crate::permissions::granted().is_none() {
+            return Ok(addrs);
         }
+        let kept = crate::permissions::addrs(bare, addrs.to_vec()).map_err(denied)?;
+        let mut allowed = self.empty();
+        for addr in kept {
+            allowed.push(addr);
+        }
+        Ok(allowed)
     }
 }
 

@@ -52,6 +52,7 @@ pub const SQL_PING: HostFn = HostFn {
         example: "true",
         failing: "false",
     },
+    reach: crate::host::decl::Reach::Dsn(0),
     register: register_ping,
 };
 
@@ -71,6 +72,7 @@ pub const SQL_SCALAR: HostFn = HostFn {
         example: "0",
         failing: "600",
     },
+    reach: crate::host::decl::Reach::Dsn(0),
     register: register_scalar,
 };
 
@@ -155,6 +157,33 @@ fn own_timeout(
 }
 
 fn execute(dsn: &Dsn, budget: Duration, request: &Request) -> Result<Dynamic, SqlError> {
+    // The drivers resolve and connect on their own: under `--allow-net` every target is
+    // checked first, as `tcp::resolve` checks (name, then addresses), and a socket by its path.
+    if crate::permissions::granted().is_some() {
+        for target in &dsn.targets {
+            match target {
+                dsn::Target::Tcp(host, port) => {
+                    crate::permissions::name(host, Some(*port)).map_err(SqlError::Failed)?;
+                    let addrs = match super::tcp::without_lookup(host) {
+                        Some(ips) => ips
+                            .into_iter()
+                            .map(|ip| std::net::SocketAddr::new(ip, *port))
+                            .collect(),
+                        None => super::tcp::lookup(host, *port, budget).map_err(SqlError::Failed)?,
+                    };
+                    crate::permissions::all_addrs(host, &addrs).map_err(SqlError::Failed)?;
+                }
+                dsn::Target::Socket(path, port) => {
+                    let path = std::path::Path::new(path);
+                    let socket = match dsn.kind {
+                        Kind::Postgres => path.join(format!(".s.PGSQL.{port}")),
+                        Kind::MySql => path.to_path_buf(),
+                    };
+                    crate::permissions::unix(&socket).map_err(SqlError::Failed)?;
+                }
+            }
+        }
+    }
     match dsn.kind {
         Kind::Postgres => pg::run(dsn, budget, request),
         Kind::MySql => my::run(dsn, budget, request),

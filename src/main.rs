@@ -394,9 +394,6 @@ fn check(args: CheckArgs) -> Exit {
                 for (flag, list) in &flags {
                     println!("{flag}={}", list.join(","));
                 }
-                if flags.is_empty() {
-                    println!("(no --allow-* flag: the scripts reach nothing a flag controls)");
-                }
                 for (at, f) in &untold {
                     eprintln!(
                         "note: {at}: {f}: its target is not a literal (nor a --var): add what it reaches by hand"

@@ -542,12 +542,9 @@ impl Access {
 }
 
 /// The flags that allow `accesses`, each with its entries in order: what `check --permissions`
-/// prints. Every kind is listed once any is (with any flag given, a kind not given is denied);
-/// a kind nothing needs gets an empty list.
+/// prints. Every kind is listed (with any flag given, a kind not given is denied); a kind
+/// nothing needs gets an empty list, so a script that reaches nothing is locked down by them.
 pub fn flags(accesses: &[Access]) -> Vec<(&'static str, Vec<String>)> {
-    if accesses.is_empty() {
-        return Vec::new();
-    }
     let mut flags: Vec<(&'static str, Vec<String>)> =
         ["--allow-net", "--allow-read", "--allow-env"]
             .into_iter()

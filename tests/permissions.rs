@@ -420,6 +420,9 @@ fn check_permissions_prints_the_flags_a_script_needs() {
         "{}",
         r.stdout
     );
+    // A script that reaches nothing: every list empty, which denies everything.
+    let r = Probe::command(["check", "--permissions", "-e", "load_avg() < 100.0"]).run();
+    assert_eq!(r.stdout, "--allow-net=\n--allow-read=\n--allow-env=\n");
     // As JSON.
     let r = Probe::command(["check", "--permissions", "--format", "json", &path]).run();
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();

@@ -443,3 +443,63 @@ fn check_permissions_prints_the_flags_a_script_needs() {
     );
     r.expect(3, "is not allowed by --allow-net (localhost:1)");
 }
+
+/// The open(2) events on `path` while `f` runs, through inotify (`IN_OPEN`).
+fn opens_during(path: &Path, f: impl FnOnce()) -> usize {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: plain inotify calls on a descriptor this function owns and closes; the path is
+    // a NUL-terminated copy that outlives the call.
+    unsafe {
+        let fd = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
+        assert!(fd >= 0, "inotify_init1");
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        assert!(
+            libc::inotify_add_watch(fd, c.as_ptr(), libc::IN_OPEN) >= 0,
+            "inotify_add_watch"
+        );
+        f();
+        let mut buf = [0u8; 4096];
+        let mut events = 0;
+        loop {
+            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+            if n <= 0 {
+                break;
+            }
+            let mut at = 0;
+            while at < n as usize {
+                let event = &*(buf.as_ptr().add(at) as *const libc::inotify_event);
+                events += 1;
+                at += std::mem::size_of::<libc::inotify_event>() + event.len as usize;
+            }
+        }
+        libc::close(fd);
+        events
+    }
+}
+
+#[test]
+fn a_denied_read_never_opens_the_file() {
+    let dir = temp_dir("allow-open");
+    configmap(&dir);
+    let token = dir.join("secrets/token");
+    let config = dir.join("config").display().to_string();
+    let t = token.display().to_string();
+    let denied = opens_during(&token, || {
+        run(&["--allow-read", &config], &format!("read_file(\"{t}\")")).expect(3, "is not allowed");
+        run(
+            &["--allow-read", &config],
+            &format!("read_file(\"{config}/innocent\")"),
+        )
+        .expect(3, "is not allowed");
+    });
+    assert_eq!(denied, 0, "a denied read_file opened the file");
+    // The watch sees an allowed read: the count above could have been more than 0.
+    let allowed = opens_during(&token, || {
+        run(
+            &["--allow-read", &t],
+            &format!("read_file(\"{t}\") != \"\""),
+        )
+        .expect(0, "healthy");
+    });
+    assert!(allowed >= 1, "inotify saw no open of an allowed read");
+}

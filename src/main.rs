@@ -394,6 +394,14 @@ fn check(args: CheckArgs) -> Exit {
                 for (flag, list) in &flags {
                     println!("{flag}={}", list.join(","));
                 }
+                if flags
+                    .iter()
+                    .any(|(f, l)| *f == "--allow-read" && l.iter().any(|e| e == "/"))
+                {
+                    eprintln!(
+                        "note: --allow-read=/ allows every file, mounted Secrets and the service-account token included: point the call that reads / (a disk_usage(\"/\")?) at a narrower path, such as the volume it is about"
+                    );
+                }
                 for (at, f) in &untold {
                     eprintln!(
                         "note: {at}: {f}: its target is not a literal (nor a --var): add what it reaches by hand"

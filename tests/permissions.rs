@@ -420,6 +420,20 @@ fn check_permissions_prints_the_flags_a_script_needs() {
         "{}",
         r.stdout
     );
+    // A path that allows every file is pointed out.
+    let r = Probe::command([
+        "check",
+        "--permissions",
+        "-e",
+        "disk_usage(\"/\").used_pct < 90.0",
+    ])
+    .run();
+    assert_eq!(r.stdout, "--allow-net=\n--allow-read=/\n--allow-env=\n");
+    assert!(
+        r.stderr.contains("note: --allow-read=/ allows every file"),
+        "{}",
+        r.stderr
+    );
     // A script that reaches nothing: every list empty, which denies everything.
     let r = Probe::command(["check", "--permissions", "-e", "load_avg() < 100.0"]).run();
     assert_eq!(r.stdout, "--allow-net=\n--allow-read=\n--allow-env=\n");

@@ -241,9 +241,7 @@ fn mosquitto() -> Option<Mosquitto> {
     command.arg("-c").arg(&config);
     let plain = start(command, plain_port);
     let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err()
-        || std::net::TcpStream::connect(("127.0.0.1", mtls_port)).is_err()
-    {
+    while !support::listening(tls_port) || !support::listening(mtls_port) {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "no TLS listener"

@@ -559,7 +559,7 @@ pub fn tls_server() -> Option<u16> {
             .spawn()
             .ok()?;
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !listening(port) {
             if started.elapsed() > Duration::from_secs(10)
                 || server.try_wait().ok().flatten().is_some()
             {
@@ -890,7 +890,7 @@ pub fn private_mariadb() -> &'static PrivateMariadb {
             .unwrap();
         std::mem::forget(shell.stdin.take());
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !listening(port) {
             assert!(
                 started.elapsed() < Duration::from_secs(60),
                 "private MariaDB did not start: {}",
@@ -936,6 +936,13 @@ impl Drop for Child {
     }
 }
 
+/// Whether a server listens on 127.0.0.1:`port`. A connect to a port nobody listens on yet can,
+/// rarely, connect the socket to itself (the kernel picks `port` as its ephemeral source port,
+/// and TCP's simultaneous open succeeds): that is not a server.
+pub fn listening(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+}
+
 /// Start `command`, which listens on 127.0.0.1:`port`, and wait (at most 10 s) until it accepts.
 pub fn start(mut command: Command, port: u16) -> Child {
     let name = format!("{:?}", command.get_program());
@@ -947,7 +954,7 @@ pub fn start(mut command: Command, port: u16) -> Child {
         .unwrap_or_else(|e| panic!("{name}: {e} (scripts/test-services.sh installs it)"));
     let mut child = Child(child, port);
     let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !listening(port) {
         if let Some(status) = child.0.try_wait().unwrap() {
             panic!("{name} exited ({status}) before listening on {port}");
         }

@@ -75,6 +75,17 @@ pub fn sensitive_name(name: &str) -> bool {
     .any(|word| name.contains(word))
 }
 
+/// Remember a request header's value when its name says it is a credential, and the credential
+/// alone of a `Bearer …`-style value.
+pub fn remember_header(name: &str, value: &str) {
+    if sensitive_name(name) {
+        remember(value);
+        if let Some((_, credential)) = value.split_once(' ') {
+            remember(credential);
+        }
+    }
+}
+
 /// A URL or DSN as it may be shown: `scheme://user:***@host/path?token=***`. Remembers the
 /// secrets it masks. Text that is not URL-shaped is returned scrubbed but otherwise unchanged.
 pub fn mask_url(url: &str) -> String {

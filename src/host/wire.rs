@@ -6,6 +6,7 @@
 use std::{
     io::{self, Read, Write},
     net::TcpStream,
+    os::unix::net::UnixStream,
     rc::Rc,
     sync::Arc,
     time::{Duration, Instant},
@@ -202,6 +203,15 @@ impl TlsOptions {
         &self,
         host: &str,
     ) -> Result<(Arc<ClientConfig>, ServerName<'static>), HostError> {
+        self.config_with_alpn(host, None)
+    }
+
+    /// As [`TlsOptions::config`], offering `alpn` (`h2`) in the handshake.
+    pub fn config_with_alpn(
+        &self,
+        host: &str,
+        alpn: Option<&[u8]>,
+    ) -> Result<(Arc<ClientConfig>, ServerName<'static>), HostError> {
         let verify = if self.insecure {
             tls::Verify::Nothing
         } else {
@@ -211,13 +221,14 @@ impl TlsOptions {
             Some((cert, key)) => Some(tls::identity(cert, key).map_err(HostError::Fault)?),
             None => None,
         };
-        let config = tls::client_config_with(
+        let mut config = tls::client_config_with(
             verify,
             self.ca_file.as_deref(),
             tls::KeyShare::X25519,
             identity.as_ref(),
         )
         .map_err(HostError::Fault)?;
+        config.alpn_protocols.extend(alpn.map(<[u8]>::to_vec));
         let name = self.server_name.as_deref().unwrap_or(host);
         let name = ServerName::try_from(name.to_string())
             .map_err(|_| HostError::Fault(format!("{name} is not a valid TLS server name")))?;
@@ -225,10 +236,15 @@ impl TlsOptions {
     }
 }
 
-/// A TCP stream whose reads and writes all end by `until`: each one gets the time left.
+/// A TCP or unix stream whose reads and writes all end by `until`: each one gets the time left.
 pub struct Timed {
-    stream: TcpStream,
+    stream: Socket,
     until: Instant,
+}
+
+enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
 }
 
 impl Timed {
@@ -244,15 +260,21 @@ impl Timed {
 
 impl Read for Timed {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.set_read_timeout(Some(self.left()?))?;
-        self.stream.read(buf)
+        let left = Some(self.left()?);
+        match &mut self.stream {
+            Socket::Tcp(s) => s.set_read_timeout(left).and_then(|()| s.read(buf)),
+            Socket::Unix(s) => s.set_read_timeout(left).and_then(|()| s.read(buf)),
+        }
     }
 }
 
 impl Write for Timed {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.set_write_timeout(Some(self.left()?))?;
-        self.stream.write(buf)
+        let left = Some(self.left()?);
+        match &mut self.stream {
+            Socket::Tcp(s) => s.set_write_timeout(left).and_then(|()| s.write(buf)),
+            Socket::Unix(s) => s.set_write_timeout(left).and_then(|()| s.write(buf)),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -301,12 +323,7 @@ pub fn connect(host: &str, port: u16, budget: Duration) -> Result<Conn, String> 
         match TcpStream::connect_timeout(&addr, left) {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                return Ok(Conn {
-                    stream: Stream::Plain(Timed { stream, until }),
-                    buf: Vec::new(),
-                    start: 0,
-                    tls: None,
-                });
+                return Ok(Conn::new(Socket::Tcp(stream), until));
             }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 last = format!("timed out after {}", crate::deadline::human(budget));
@@ -315,6 +332,17 @@ pub fn connect(host: &str, port: u16, budget: Duration) -> Result<Conn, String> 
         }
     }
     Err(last)
+}
+
+/// Connect to the unix socket at `path` within `budget`, as [`connect_unix`] does.
+pub fn connect_path(path: &std::path::Path, budget: Duration) -> Result<Conn, String> {
+    let until = Instant::now() + budget;
+    match connect_unix(path, budget) {
+        Ok(stream) => Ok(Conn::new(Socket::Unix(stream), until)),
+        // Its own messages (a path too long, a full backlog) say more than the kind.
+        Err(e) if e.get_ref().is_some() => Err(e.to_string()),
+        Err(e) => Err(io_reason(&e)),
+    }
 }
 
 /// Connect to the unix socket at `path` within `budget`. A blocking `connect` waits without end
@@ -406,6 +434,26 @@ pub fn reason(e: &io::Error) -> String {
 }
 
 impl Conn {
+    fn new(socket: Socket, until: Instant) -> Conn {
+        Conn {
+            stream: Stream::Plain(Timed {
+                stream: socket,
+                until,
+            }),
+            buf: Vec::new(),
+            start: 0,
+            tls: None,
+        }
+    }
+
+    /// The protocol the TLS handshake agreed on (ALPN), if any.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        match &self.stream {
+            Stream::Tls(tls) => tls.conn.alpn_protocol(),
+            _ => None,
+        }
+    }
+
     /// Plain text from here on: a protocol whose server said it needs no TLS (NATS).
     pub fn stay_plain(&mut self) {
         self.tls = None;

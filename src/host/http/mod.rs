@@ -465,12 +465,7 @@ fn parse_options(options: &Options) -> Result<Request, HostError> {
         let value = value
             .into_immutable_string()
             .map_err(|t| HostError::Fault(format!("header '{name}' must be a string, got {t}")))?;
-        if redact::sensitive_name(&name) {
-            redact::remember(&value);
-            if let Some((_, credential)) = value.split_once(' ') {
-                redact::remember(credential);
-            }
-        }
+        redact::remember_header(&name, &value);
         headers.push((name.to_string(), value.to_string()));
     }
     let tls_options = wire::TlsOptions::of(options)?;

@@ -9,8 +9,8 @@
 # (scripts/docker.sh);
 # plus the server binaries (initdb, postgres) the tests use to start private PostgreSQL servers
 # with password authentication, openssl for test certificates, and Debian's prometheus-client for
-# /usr/bin/python3 (the serve tests parse /metrics with its OpenMetrics parser). Idempotent; run
-# as root.
+# /usr/bin/python3 (the serve tests parse /metrics with its OpenMetrics parser), and the gRPC
+# test peers' Python packages in target/grpc-venv. Idempotent; run as root.
 #   scripts/test-services.sh && cargo test
 set -euo pipefail
 
@@ -86,6 +86,16 @@ if ! rabbitmqctl -q status >/dev/null 2>&1; then
 fi
 wait_for RabbitMQ rabbitmqctl -q await_startup
 wait_for "RabbitMQ on 127.0.0.1:5672" bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672'
+# The gRPC tests' peers (tests/grpc.rs): grpcio with its health servicer, and python-hyper's
+# h2, in a venv of their own (Debian's python3 takes no pip installs).
+grpc_venv="$(dirname "$0")/../target/grpc-venv"
+if ! "$grpc_venv/bin/python" -c 'import grpc, grpc_health, h2' >/dev/null 2>&1; then
+  log "installing grpcio, grpcio-health-checking and h2 into $grpc_venv"
+  py=$(command -v python3)
+  "$py" -m venv "$grpc_venv" 2>/dev/null \
+    || { apt-get install -y -qq python3-venv >/dev/null && /usr/bin/python3 -m venv "$grpc_venv"; }
+  "$grpc_venv/bin/pip" install -q grpcio grpcio-health-checking h2
+fi
 # A Docker engine for tests/docker.rs: no bridge, no iptables rules (scripts/docker.sh).
 "$(dirname "$0")/docker.sh"
 log "PostgreSQL, MariaDB, Redis and RabbitMQ are up"

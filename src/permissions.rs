@@ -626,6 +626,10 @@ pub fn accesses(
         }
         Reach::Path(i) => vec![Access::Read(PathBuf::from(text(i)?))],
         Reach::Env(i) => vec![Access::Env(text(i)?)],
+        Reach::Target(i) => vec![match crate::host::grpc::endpoint(&text(i)?)? {
+            crate::host::grpc::Endpoint::Tcp(host, port) => Access::Net(host, Some(port)),
+            crate::host::grpc::Endpoint::Unix(path) => Access::Unix(path),
+        }],
     })
 }
 

@@ -28,6 +28,14 @@ const SCHEMES: &[Scheme] = &[
         script: tcp,
     },
     Scheme {
+        scheme: "grpc://",
+        script: grpc,
+    },
+    Scheme {
+        scheme: "grpcs://",
+        script: grpc,
+    },
+    Scheme {
         scheme: "postgres://",
         script: sql,
     },
@@ -168,6 +176,11 @@ fn tcp(url: &str) -> Result<String, String> {
     Ok(format!("tcp_open({}, {port})", literal(host)))
 }
 
+/// gRPC's health service; the URL's path, if any, names the service.
+fn grpc(url: &str) -> Result<String, String> {
+    ping("grpc_health", url)
+}
+
 fn sql(url: &str) -> Result<String, String> {
     ping("sql_ping", url)
 }
@@ -228,6 +241,10 @@ mod tests {
             "amqp_ping(\"amqps://u:p@mq/v\")"
         );
         assert_eq!(
+            script("grpcs://api:443/orders.v1.Orders").unwrap().unwrap(),
+            "grpc_health(\"grpcs://api:443/orders.v1.Orders\")"
+        );
+        assert_eq!(
             script("memcached://c").unwrap().unwrap(),
             "memcached_ping(\"memcached://c\")"
         );
@@ -246,7 +263,7 @@ mod tests {
         assert!(script("ftp://x")
             .unwrap()
             .unwrap_err()
-            .contains("targets are http, https, tcp"));
+            .contains("targets are http, https, tcp, grpc, grpcs"));
         assert!(script("probe.rhai").is_none());
         assert!(script("-").is_none());
     }

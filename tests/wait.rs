@@ -204,7 +204,7 @@ fn each_url_scheme_against_real_servers() {
     assert_eq!(run.code, 0, "{}", run.output());
     Probe::command(["run", "ftp://127.0.0.1/x"])
         .run()
-        .expect(3, "targets are http, https, tcp, postgres");
+        .expect(3, "targets are http, https, tcp, grpc, grpcs, postgres");
     assert!(started.elapsed() < Duration::from_secs(30));
 }
 

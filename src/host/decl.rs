@@ -59,6 +59,8 @@ pub enum Reach {
     Path(usize),
     /// An environment variable.
     Env(usize),
+    /// A gRPC target: `host:port`, `unix:/path`, or a `grpc://` URL.
+    Target(usize),
 }
 
 /// The types a signature, an option or a result key names.

@@ -16,7 +16,8 @@ macro_rules! host_modules {
 }
 
 host_modules!(
-    system, container, files, process, http, tcp, certs, sql, redis, broker, inputs, checks, state
+    system, container, files, process, http, tcp, certs, grpc, sql, redis, broker, inputs, checks,
+    state
 );
 
 pub mod decl;

@@ -55,6 +55,7 @@ chmod 755 "$work"
 cleanup() {
   [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null
   [ -n "${nats_pid:-}" ] && kill "$nats_pid" 2>/dev/null
+  [ -n "${grpc_pid:-}" ] && kill "$grpc_pid" 2>/dev/null
   stop_private_pg "$work"
   rm -rf "$work"
 }
@@ -78,7 +79,9 @@ http {
   }
 }
 EOF
-"$nginx" -c "$work/nginx.conf" -p "$work" -e "$work/nginx.err"
+# Its start-up errors go to nginx.err only (-e): show them, or a failure here is silent.
+"$nginx" -c "$work/nginx.conf" -p "$work" -e "$work/nginx.err" \
+  || { log "nginx did not start: $(cat "$work/nginx.err" 2>/dev/null)"; exit 1; }
 for _ in $(seq 50); do curl -sf -o /dev/null http://localhost/health && break; sleep 0.1; done
 curl -sf -o /dev/null http://localhost/health || { log "nginx did not answer"; exit 1; }
 
@@ -103,6 +106,24 @@ async def main():
 asyncio.run(main())
 EOF
 
+# A gRPC health server (grpcio, the tests' own peer) and the same Check from Python's grpcio.
+grpc_python="$PWD/target/grpc-venv/bin/python"
+# It stops when its stdin closes: a fifo this shell holds open until it exits.
+grpc_out="$work/grpc.port"
+mkfifo "$work/grpc.in"
+"$grpc_python" tests/peers/grpc_server.py < "$work/grpc.in" > "$grpc_out" 2>/dev/null & grpc_pid=$!
+exec {grpc_in}> "$work/grpc.in"
+for _ in $(seq 100); do [ -s "$grpc_out" ] && break; sleep 0.1; done
+grpc_port=$(head -1 "$grpc_out")
+[ -n "$grpc_port" ] || { log "the gRPC server did not start"; exit 1; }
+cat > "$work/grpc_check.py" <<EOF
+import sys, grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+with grpc.insecure_channel("127.0.0.1:$grpc_port") as channel:
+    r = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+sys.exit(0 if r.status == health_pb2.HealthCheckResponse.SERVING else 1)
+EOF
+
 my_password=bench-my-pw
 mariadb -uroot -e "CREATE USER IF NOT EXISTS 'rhai_probe_bench'@'%' IDENTIFIED BY '$my_password';
   ALTER USER 'rhai_probe_bench'@'%' IDENTIFIED BY '$my_password'; GRANT USAGE ON *.* TO 'rhai_probe_bench'@'%'"
@@ -117,6 +138,8 @@ echo "sql_ping(\"$pg_dsn\")" > "$work/pg.rhai"
 echo "sql_ping(\"$my_dsn\")" > "$work/mysql.rhai"
 echo "amqp_ping(\"$amqp_url\")" > "$work/amqp.rhai"
 echo "nats_ping(\"$nats_url\")" > "$work/nats.rhai"
+echo "grpc_health(\"127.0.0.1:$grpc_port\")" > "$work/grpc.rhai"
+echo "tcp_open(\"127.0.0.1\", $grpc_port)" > "$work/grpctcp.rhai"
 # The same named check without and with state (a grace period): what keeping state costs a run.
 echo 'check("up", cpu_count() > 0)' > "$work/plain.rhai"
 echo 'check("up", cpu_count() > 0, #{ grace: "3m" })' > "$work/state.rhai"
@@ -148,7 +171,7 @@ rm -rf "$state_dir"
 } > "$work/big.rhai"
 [ "$(wc -l < "$work/big.rhai")" -eq 200 ] || { log "big.rhai is not 200 lines"; exit 1; }
 sed "s|'/proc/1/fd/1'|'$work/python-probe.log'|" scripts/bench/liveness_probe.py > "$work/liveness_probe.py"
-for s in true article tcp pg mysql amqp nats big plain; do
+for s in true article tcp pg mysql amqp nats grpc grpctcp big plain; do
   "$bin" run --timeout 5s "$work/$s.rhai" >/dev/null || [ "$s" = article ] || { log "$s.rhai fails"; "$bin" run "$work/$s.rhai"; exit 1; }
 done
 
@@ -160,6 +183,7 @@ instructions() {
 cg_true=$(instructions true) cg_article=$(instructions article) cg_big=$(instructions big)
 cg_pg=$(instructions pg) cg_mysql=$(instructions mysql) cg_tcp=$(instructions tcp)
 cg_amqp=$(instructions amqp) cg_nats=$(instructions nats) cg_plain=$(instructions plain)
+cg_grpc=$(instructions grpc)
 "$bin" run --state-dir "$state_dir" "$work/state.rhai" >/dev/null || { log "state.rhai fails"; exit 1; }
 cg_state=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" run --timeout 10s --state-dir "$state_dir" "$work/state.rhai" 2>&1 \
   | sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
@@ -184,8 +208,8 @@ fp_curl=$(footprint "$(command -v curl)" -sf -o /dev/null http://localhost/healt
 fp_pg=$(footprint "$bin" run --timeout 10s "$work/pg.rhai")
 
 # --- spec for the runner ----------------------------------------------------------------------------
-export work bin state_dir python venv_python pgbin pg_port pg_dsn my_dsn my_password runs warmup quick
-export cg_true cg_article cg_big cg_pg cg_mysql cg_tcp cg_tcp_target cg_amqp cg_nats cg_plain cg_state fp_true fp_bintrue fp_article fp_curl fp_pg
+export work bin state_dir python venv_python grpc_python pgbin pg_port pg_dsn my_dsn my_password runs warmup quick
+export cg_true cg_article cg_big cg_pg cg_mysql cg_tcp cg_tcp_target cg_amqp cg_nats cg_plain cg_state cg_grpc fp_true fp_bintrue fp_article fp_curl fp_pg
 "$python" - > "$work/spec.json" <<'PY'
 import json, os, platform, shutil, subprocess, sys
 e = os.environ
@@ -218,6 +242,9 @@ rows = [
         {"key": "pika", "label": "python3 amqp_check.py (pika)", "argv": [e["venv_python"], f"{w}/amqp_check.py"]}]},
     {"id": "nats", "name": "NATS CONNECT + PING", "commands": [ours("nats"),
         {"key": "nats_py", "label": "python3 nats_check.py (nats-py)", "argv": [e["venv_python"], f"{w}/nats_check.py"]}]},
+    {"id": "grpc", "name": "gRPC health Check (grpcio server)", "commands": [ours("grpc"),
+        {"key": "grpcio", "label": "python3 grpc_check.py (grpcio)", "argv": [e["grpc_python"], f"{w}/grpc_check.py"]},
+        dict(ours("grpctcp"), key="tcp")]},
     {"id": "state", "name": "a check with a grace period (state file) vs without", "commands": [
         {"key": "ours", "label": "rhai-probe run --state-dir DIR state.rhai", "argv": [b, "run", "--timeout", "5s", "--state-dir", e["state_dir"], f"{w}/state.rhai"]},
         dict(ours("plain"), key="plain")]},
@@ -233,6 +260,8 @@ targets = [
     {"name": "`true` script: instructions", "expr": "cg['`true` script']", "limit": 500_000, "limit_text": "0.5 M", "fmt": "{:,}"},
     {"name": "sql_ping PostgreSQL: wall vs pg_isready", "expr": "m['pg']['ours']['wall'] / m['pg']['pg_isready']['wall']", "limit": 0.5, "limit_text": "0.5×", "fmt": "{:.2f}×"},
     {"name": "sql_ping MariaDB: wall vs mysqladmin ping", "expr": "m['mysql']['ours']['wall'] / m['mysql']['mysqladmin']['wall']", "limit": 1.0, "limit_text": "1.0×", "fmt": "{:.2f}×"},
+    {"name": "grpc_health: the Python client's CPU over ours", "expr": "m['grpc']['grpcio']['cpu'] / m['grpc']['ours']['cpu']", "limit": 100, "at_least": True, "limit_text": "100×", "fmt": "{:.0f}×"},
+    {"name": "grpc_health: wall vs tcp_open to the same port", "expr": "m['grpc']['ours']['wall'] / m['grpc']['tcp']['wall']", "limit": 2.0, "limit_text": "2×", "fmt": "{:.2f}×"},
     {"name": "state: wall per run over the same check without", "expr": "m['state']['ours']['wall'] - m['state']['plain']['wall']", "limit": 0.1, "limit_text": "0.1 ms", "fmt": "{:.3f} ms"},
     {"name": "static binary", "expr": "size", "limit": 6_000_000, "limit_text": "6 MB", "fmt": "{:,} bytes"},
 ]
@@ -251,6 +280,7 @@ spec = {
         "mysqladmin": ver("mysqladmin --version"), "valgrind": ver("valgrind --version"),
         "pika, nats-py": ver(f"{e['venv_python']} -c 'from importlib.metadata import version as v; print(v(\"pika\"), v(\"nats-py\"))'"),
         "RabbitMQ": ver("rabbitmqctl -q version"), "nats-server": ver("nats-server --version"),
+        "grpcio": ver(f"{e['grpc_python']} -c 'import grpc; print(grpc.__version__)'"),
     },
     "rows": rows,
     "callgrind": {"`true` script": int(e["cg_true"]), "article check": int(e["cg_article"]),
@@ -258,6 +288,7 @@ spec = {
                   "sql_ping MariaDB": int(e["cg_mysql"]), "TCP port open (tcp.rhai)": int(e["cg_tcp"]),
                   "TCP port open (URL target tcp://127.0.0.1:80)": int(e["cg_tcp_target"]),
                   "amqp_ping RabbitMQ": int(e["cg_amqp"]), "nats_ping": int(e["cg_nats"]),
+                  "grpc_health (grpcio server)": int(e["cg_grpc"]),
                   "a named check (plain.rhai)": int(e["cg_plain"]),
                   "the same check with a grace period (state file)": int(e["cg_state"])},
     "footprint": [["`true` script", "`rhai-probe run true.rhai`", int(e["fp_true"])],

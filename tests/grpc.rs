@@ -750,3 +750,34 @@ fn functions_lists_them() {
     assert!(run.stdout.contains("grpc_health("), "{}", run.stdout);
     assert!(run.stdout.contains("grpc_health_list("), "{}", run.stdout);
 }
+
+#[test]
+fn test_cases_stub_both_functions() {
+    let dir = temp_dir("grpc-stubs");
+    let script = dir.join("probe.rhai");
+    std::fs::write(
+        &script,
+        "check(\"grpc\", grpc_health(\"api:50051\"));\ngrpc_health_list(\"api:50051\")[\"\"] == \"SERVING\"\n",
+    )
+    .unwrap();
+    let init = Probe::command(["test", "--init", script.to_str().unwrap()]).run();
+    assert_eq!(init.code, 0, "{}", init.output());
+    assert!(
+        init.stdout.contains("grpc_health = true"),
+        "{}",
+        init.stdout
+    );
+    assert!(init.stdout.contains("grpc_health_list"), "{}", init.stdout);
+    std::fs::write(dir.join("probe.cases.toml"), &init.stdout).unwrap();
+    let test = Probe::command(["test", script.to_str().unwrap()]).run();
+    assert_eq!(test.code, 0, "{}", test.output());
+    assert!(test.stdout.contains("2 passed"), "{}", test.stdout);
+    // A case whose stub says NOT_SERVING is unhealthy.
+    std::fs::write(
+        dir.join("probe.cases.toml"),
+        "[[case]]\nname = \"list says down\"\nexpect = \"unhealthy\"\n[case.stubs]\ngrpc_health = true\ngrpc_health_list = { \"\" = \"NOT_SERVING\" }\n",
+    )
+    .unwrap();
+    let test = Probe::command(["test", script.to_str().unwrap()]).run();
+    assert_eq!(test.code, 0, "{}", test.output());
+}

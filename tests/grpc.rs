@@ -723,12 +723,14 @@ fn the_lint_stubs_and_permissions_know_the_functions() {
         perms.output()
     );
 
-    // Denied before any connection: a listener that counts what reaches it stays at 0.
-    let Some(peer) = Peer::grpcio("the_lint…", &[]) else {
-        return;
-    };
+    // Denied before any connection: the listener it names has nothing to accept afterwards.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let denied = run(
-        &format!("grpc_health(\"{}\")", peer.target()),
+        &format!(
+            "grpc_health(\"127.0.0.1:{}\")",
+            listener.local_addr().unwrap().port()
+        ),
         &["--allow-net", "db:5432"],
     );
     assert_eq!(denied.code, 3, "{}", denied.output());
@@ -737,6 +739,14 @@ fn the_lint_stubs_and_permissions_know_the_functions() {
         "{}",
         denied.output()
     );
+    assert_eq!(
+        listener.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "a denied call connected"
+    );
+    let Some(peer) = Peer::grpcio("the_lint…", &[]) else {
+        return;
+    };
     run(
         &format!("grpc_health(\"{}\")", peer.target()),
         &["--allow-net", &peer.target()],

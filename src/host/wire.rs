@@ -645,10 +645,16 @@ pub fn shown(bytes: &[u8]) -> String {
 }
 
 /// What `f` must be to be registered by [`register`]: the host, the call, the URL, the options.
-pub type UrlCheck = for<'a> fn(&Host, &NativeCallContext, &str, Options<'a>) -> RhaiResult<bool>;
+pub type UrlCheck<T = bool> =
+    for<'a> fn(&Host, &NativeCallContext, &str, Options<'a>) -> RhaiResult<T>;
 
 /// Register `name(url)` and `name(url, options)` for a check of a URL.
-pub fn register(engine: &mut Engine, host: &Rc<Host>, decl: &'static HostFn, f: UrlCheck) {
+pub fn register<T: rhai::Variant + Clone>(
+    engine: &mut Engine,
+    host: &Rc<Host>,
+    decl: &'static HostFn,
+    f: UrlCheck<T>,
+) {
     let h = host.clone();
     engine.register_fn(decl.name, move |ctx: NativeCallContext, url: &str| {
         f(&h, &ctx, url, Options::none())

@@ -715,22 +715,7 @@ fn register(engine: &mut Engine, host: &Rc<Host>) {
 }
 
 fn register_list(engine: &mut Engine, host: &Rc<Host>) {
-    let h = host.clone();
-    engine.register_fn(
-        "grpc_health_list",
-        move |ctx: NativeCallContext, target: &str| {
-            grpc_health_list(&h, &ctx, target, Options::none())
-        },
-    );
-    let h = host.clone();
-    engine.register_fn(
-        "grpc_health_list",
-        move |ctx: NativeCallContext, target: &str, options: Map| {
-            let options = Options::new(&options, &GRPC_HEALTH_LIST)
-                .map_err(|e| e.into_fault("grpc_health_list", &ctx))?;
-            grpc_health_list(&h, &ctx, target, options)
-        },
-    );
+    wire::register(engine, host, &GRPC_HEALTH_LIST, grpc_health_list);
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 # plus the server binaries (initdb, postgres) the tests use to start private PostgreSQL servers
 # with password authentication, openssl for test certificates, and Debian's prometheus-client for
 # /usr/bin/python3 (the serve tests parse /metrics with its OpenMetrics parser), and the gRPC
-# test peers' Python packages in target/grpc-venv. Idempotent; run as root.
+# test peers' Python packages in target/grpc-venv; Chromium and ChromeDriver for the status
+# page's browser test. Idempotent; run as root.
 #   scripts/test-services.sh && cargo test
 set -euo pipefail
 
@@ -25,6 +26,9 @@ command -v rabbitmqctl >/dev/null 2>&1 || need+=(rabbitmq-server)
 command -v mosquitto_passwd >/dev/null 2>&1 || need+=(mosquitto)
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v memcached >/dev/null 2>&1 || need+=(memcached)
+# The status page's browser test (tests/serve.rs) drives Debian's Chromium through ChromeDriver.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 /usr/bin/python3 -c 'import prometheus_client.openmetrics.parser' >/dev/null 2>&1 \
   || need+=(python3-prometheus-client)
 fresh_pg=0 fresh_my=0

@@ -130,7 +130,7 @@ impl Reporter {
 
 impl Reporter {
     /// The `explain` report: calls, checks, value, verdict and time, aligned for reading.
-    fn explain(&self, verdict: &Verdict, trace: &Trace, line: &str, color: bool) -> String {
+    pub fn explain(&self, verdict: &Verdict, trace: &Trace, line: &str, color: bool) -> String {
         use std::fmt::Write as _;
         let paint = |code: &str, text: &str| {
             if color {

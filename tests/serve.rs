@@ -415,7 +415,7 @@ fn json_head_aliases_unknown_paths_and_methods() {
         missing.body
     );
     assert!(missing.body.contains("/readyz"), "{}", missing.body);
-    assert_eq!(server.get("/").status, 404);
+    assert_eq!(server.get("/nope").status, 404);
     for reply in [ready, json, missing] {
         for secret in TEST_SECRETS {
             assert!(!reply.body.contains(secret), "{secret} in {}", reply.body);
@@ -1240,5 +1240,399 @@ fn allowlists_hold_for_every_probe_served() {
     );
     assert_eq!(other.hits(), 0, "a denied call reached its peer");
     assert_eq!(allowed.hits(), 1);
+    server.finish();
+}
+
+/// A probe whose failure reason is markup (a peer's or script's text may be anything).
+const MARKUP: &str = r#"<script>document.title="pwned"</script><b onmouseover='x'>&amp;"#;
+
+/// The status page's probes: healthy, unhealthy (a peer's 503), one that throws markup, one whose
+/// DSN holds a password, and one no request has asked for.
+fn status_fixture(dir: &Path, peer: &Peer) -> Vec<String> {
+    let scripts = [
+        ("ok", "true\n".to_string()),
+        ("web", http_script(peer)),
+        ("markup", format!("throw {MARKUP:?};\n")),
+        (
+            "db",
+            format!(
+                "sql_ping(\"postgres://app:{}@127.0.0.1:{}/app\")\n",
+                support::FAULT_PASSWORD,
+                support::closed_port()
+            ),
+        ),
+        ("idle", "true\n".to_string()),
+    ];
+    scripts
+        .iter()
+        .flat_map(|(name, text)| {
+            let path = write(dir, &format!("{name}.rhai"), text);
+            ["--probe".to_string(), format!("{name}={}", path.display())]
+        })
+        .collect()
+}
+
+fn no_secrets(what: &str, text: &str) {
+    for secret in TEST_SECRETS {
+        assert!(!text.contains(secret), "{secret} in {what}:\n{text}");
+    }
+}
+
+#[test]
+fn the_status_page_shows_every_probe_and_escapes_what_scripts_say() {
+    let peer = Peer::start();
+    peer.status.store(503, Ordering::SeqCst);
+    let dir = temp_dir("serve-status");
+    let args = status_fixture(&dir, &peer);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--cache", "0"]);
+    let server = Server::start(&args);
+    for name in ["ok", "web", "markup", "db"] {
+        server.get(&format!("/probe/{name}"));
+    }
+    // Twelve more verdicts of one probe: the page keeps the last ten.
+    for _ in 0..12 {
+        assert_eq!(server.get("/probe/ok").status, 200);
+    }
+    let hits = peer.hits();
+
+    let html = request(server.port, "GET", "/", &["Accept: text/html"]);
+    assert_eq!(html.status, 200, "{html:?}");
+    assert!(
+        html.headers.contains("content-type: text/html"),
+        "{}",
+        html.headers
+    );
+    assert!(
+        html.headers
+            .contains("content-security-policy: default-src 'none'; style-src 'unsafe-inline'"),
+        "{}",
+        html.headers
+    );
+    let body = &html.body;
+    no_secrets("the page", body);
+    assert!(!body.to_lowercase().contains("<script"), "{body}");
+    assert!(!body.contains("<b "), "{body}");
+    assert!(
+        body.contains("&lt;script&gt;document.title=&quot;pwned&quot;&lt;/script&gt;&lt;b onmouseover=&#39;x&#39;&gt;&amp;amp;"),
+        "the reason, escaped: {body}"
+    );
+    for (name, class, word) in [
+        ("ok", "healthy", "healthy"),
+        ("web", "unhealthy", "unhealthy"),
+        ("markup", "fault", "check error"),
+        ("db", "unhealthy", "unhealthy"),
+        ("idle", "none", "not evaluated yet"),
+    ] {
+        let row = body
+            .split(&format!("<tr class=\"{class}\" id=\"probe-{name}\">"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {class} row for {name}: {body}"));
+        let row = row.split("</tr>").next().unwrap();
+        assert!(row.contains(&format!("href=\"/explain/{name}\"")), "{row}");
+        assert!(
+            row.contains(&format!("<span class=\"verdict\">{word}</span>")),
+            "{row}"
+        );
+        if name == "web" {
+            assert!(
+                row.contains(&format!("GET {} -&gt; 503", peer.url())),
+                "{row}"
+            );
+            assert!(row.contains(" ago</time>"), "the age: {row}");
+        }
+        if name == "ok" {
+            assert_eq!(row.matches("<li class=\"healthy\"").count(), 10, "{row}");
+        }
+    }
+    assert!(body.contains("1 of 5 probes healthy"), "{body}");
+
+    let json = request(server.port, "GET", "/", &["Accept: application/json"]);
+    assert_eq!(json.status, 200);
+    no_secrets("the JSON page", &json.body);
+    let doc: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    let probes = doc["probes"].as_array().unwrap();
+    let names: Vec<&str> = probes
+        .iter()
+        .map(|p| p["probe"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["db", "idle", "markup", "ok", "web"]);
+    let by = |name: &str| probes.iter().find(|p| p["probe"] == name).unwrap();
+    assert_eq!(by("web")["verdict"], "unhealthy");
+    assert_eq!(by("web")["healthy"], false);
+    assert!(by("web")["age_ms"].as_f64().unwrap() < 60_000.0);
+    assert_eq!(by("idle")["verdict"], serde_json::Value::Null);
+    assert_eq!(by("markup")["verdict"], "check-error");
+    assert!(
+        by("markup")["line"].as_str().unwrap().contains(MARKUP),
+        "JSON carries the text as it is: {}",
+        by("markup")
+    );
+    let recent = by("ok")["recent"].as_array().unwrap();
+    assert_eq!(recent.len(), 10);
+    assert!(
+        recent[0]["ago_ms"].as_f64() <= recent[9]["ago_ms"].as_f64(),
+        "newest first: {recent:?}"
+    );
+    assert_eq!(by("ok")["evaluations"], 13);
+    assert_eq!(doc["healthy"], false);
+
+    let text = server.get("/");
+    assert_eq!(text.status, 200);
+    assert!(
+        text.headers.contains("content-type: text/plain"),
+        "{}",
+        text.headers
+    );
+    assert!(
+        text.body
+            .starts_with("rhai-probe serve: 1 of 5 probes healthy"),
+        "{}",
+        text.body
+    );
+    assert!(text.body.contains("\nidle  "), "{}", text.body);
+    assert!(text.body.contains("not evaluated yet"), "{}", text.body);
+
+    // The report of the last evaluation: its calls, positions and times, secrets masked.
+    let report = request(server.port, "GET", "/explain/db", &["Accept: text/html"]);
+    assert_eq!(report.status, 200, "{report:?}");
+    no_secrets("the report", &report.body);
+    assert!(report.body.contains("<pre>explain "), "{}", report.body);
+    assert!(
+        report
+            .body
+            .contains("sql_ping(postgres://app:***@127.0.0.1:"),
+        "{}",
+        report.body
+    );
+    assert!(report.body.contains("db.rhai:1:1"), "{}", report.body);
+    assert!(
+        report.body.contains("verdict  unhealthy"),
+        "{}",
+        report.body
+    );
+    let report = request(
+        server.port,
+        "GET",
+        "/explain/markup",
+        &["Accept: text/html"],
+    );
+    assert!(
+        !report.body.to_lowercase().contains("<script"),
+        "{}",
+        report.body
+    );
+    assert!(report.body.contains("&lt;script&gt;"), "{}", report.body);
+    let plain = server.get("/explain/web");
+    assert!(
+        plain.body.starts_with("probe web (evaluated "),
+        "{}",
+        plain.body
+    );
+    assert!(
+        plain.body.contains(&format!("GET {}", peer.url())),
+        "{}",
+        plain.body
+    );
+    let report = request(
+        server.port,
+        "GET",
+        "/explain/db",
+        &["Accept: application/json"],
+    );
+    no_secrets("the JSON report", &report.body);
+    let doc: serde_json::Value = serde_json::from_str(&report.body).unwrap();
+    assert_eq!(doc["calls"][0]["function"], "sql_ping", "{doc}");
+    assert_eq!(doc["calls"][0]["line"], 1, "{doc}");
+    let idle = server.get("/explain/idle");
+    assert!(idle.body.contains("no evaluation yet"), "{}", idle.body);
+    assert_eq!(server.get("/explain/nope").status, 404);
+
+    // Looking never evaluates: the peer saw no request from any of it.
+    assert_eq!(peer.hits(), hits, "the status page started an evaluation");
+    assert!(server
+        .get("/explain/idle")
+        .body
+        .contains("no evaluation yet"));
+    server.finish();
+}
+
+#[test]
+fn the_status_page_says_when_a_changed_script_is_not_used() {
+    let mut map = ConfigMap::new("serve-status-reload", &[("live.rhai", "true\n")]);
+    let server = Server::start(&[
+        "--probe",
+        &format!("live={}", map.dir.join("live.rhai").display()),
+    ]);
+    assert_eq!(server.get("/probe/live").status, 200);
+    map.update(&[("live.rhai", "let x = ;\n")]);
+    let note = eventually(Duration::from_secs(5), || {
+        let page = request(server.port, "GET", "/", &["Accept: text/html"]);
+        page.body
+            .contains("the changed file is not used")
+            .then_some(page.body)
+    })
+    .unwrap_or_else(|| panic!("no note of the failed reload:\n{}", server.stderr()));
+    assert!(note.contains("live.rhai:1:"), "where it fails: {note}");
+    assert!(
+        note.contains("still running the last version that compiled"),
+        "{note}"
+    );
+    map.update(&[("live.rhai", "true\n")]);
+    eventually(Duration::from_secs(5), || {
+        let page = server.get("/");
+        (!page.body.contains("not used")).then_some(())
+    })
+    .expect("the note goes once the file compiles");
+    server.finish();
+}
+
+#[path = "support/webdriver.rs"]
+mod webdriver;
+
+/// The page as a browser renders it: per verdict, the badge's text and colour.
+const ROWS_JS: &str = "return [...document.querySelectorAll('tbody tr')].map(tr => {
+  const v = tr.querySelector('.verdict'); const r = tr.getBoundingClientRect();
+  return { id: tr.id, verdict: v.innerText, background: getComputedStyle(v).backgroundColor,
+           reason: tr.querySelector('.reason').innerText, left: r.left, right: r.right,
+           width: r.width, height: r.height };
+});";
+
+/// What decides whether a page reads on a phone.
+const LAYOUT_JS: &str = "const sizes = [...document.querySelectorAll('body *')]
+  .filter(e => e.offsetParent !== null && e.innerText && e.innerText.trim())
+  .map(e => parseFloat(getComputedStyle(e).fontSize));
+return { inner: window.innerWidth, scroll: document.documentElement.scrollWidth,
+         smallest_font: Math.min(...sizes), scripts: document.scripts.length,
+         title: document.title,
+         head_shown: getComputedStyle(document.querySelector('thead')).display !== 'none' };";
+
+const HEALTHY_RGB: [u8; 3] = [0xd7, 0xf5, 0xdc];
+const UNHEALTHY_RGB: [u8; 3] = [0xfb, 0xd9, 0xd9];
+const FAULT_RGB: [u8; 3] = [0xfd, 0xec, 0xc8];
+
+#[test]
+fn the_status_page_renders_in_a_browser_and_reads_on_a_phone() {
+    let test = "the_status_page_renders_in_a_browser_and_reads_on_a_phone";
+    if !webdriver::available(test) {
+        return;
+    }
+    let peer = Peer::start();
+    peer.status.store(503, Ordering::SeqCst);
+    let dir = temp_dir("serve-browser");
+    let args = status_fixture(&dir, &peer);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&args);
+    for name in ["ok", "web", "markup", "db"] {
+        server.get(&format!("/probe/{name}"));
+    }
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let shots = support::repo("target/status-page");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let desktop = webdriver::Browser::start(&dir.join("profile-desktop"), (1280, 900), false);
+    desktop.open(&url);
+    let rows = desktop.run(ROWS_JS);
+    let row = |id: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == format!("probe-{id}"))
+            .unwrap_or_else(|| panic!("no row {id}: {rows}"))
+            .clone()
+    };
+    assert_eq!(rows.as_array().unwrap().len(), 5, "{rows}");
+    for (id, word, rgb) in [
+        ("ok", "healthy", HEALTHY_RGB),
+        ("web", "unhealthy", UNHEALTHY_RGB),
+        ("markup", "check error", FAULT_RGB),
+    ] {
+        let r = row(id);
+        assert_eq!(r["verdict"], word, "{r}");
+        assert_eq!(
+            r["background"],
+            format!("rgb({}, {}, {})", rgb[0], rgb[1], rgb[2]),
+            "{r}"
+        );
+        assert!(r["height"].as_f64().unwrap() > 10.0, "{r}");
+    }
+    assert_eq!(row("idle")["verdict"], "not evaluated yet");
+    assert!(
+        row("markup")["reason"].as_str().unwrap().contains(MARKUP),
+        "the markup shows as text: {}",
+        row("markup")
+    );
+    let layout = desktop.run(LAYOUT_JS);
+    assert_eq!(layout["scripts"], 0, "a reason became a script: {layout}");
+    assert_eq!(
+        layout["title"], "rhai-probe: 1 of 5 probes healthy",
+        "{layout}"
+    );
+    assert_eq!(layout["head_shown"], true, "{layout}");
+    let shot = desktop.screenshot();
+    std::fs::write(shots.join("desktop.png"), &shot).unwrap();
+    for (what, rgb) in [
+        ("healthy", HEALTHY_RGB),
+        ("unhealthy", UNHEALTHY_RGB),
+        ("fault", FAULT_RGB),
+    ] {
+        let n = webdriver::count_colour(&shot, rgb);
+        assert!(
+            n > 300,
+            "the screenshot has {n} pixels of the {what} colour"
+        );
+    }
+
+    // The probe's link opens its report.
+    desktop.open(&format!("{url}explain/db"));
+    let pre = desktop.run("return document.querySelector('pre').innerText;");
+    let pre = pre.as_str().unwrap();
+    assert!(
+        pre.contains("sql_ping(postgres://app:***@127.0.0.1:"),
+        "{pre}"
+    );
+    assert!(pre.contains("db.rhai:1:1"), "{pre}");
+    no_secrets("the rendered report", pre);
+    drop(desktop);
+
+    let (w, h) = webdriver::PHONE;
+    let phone = webdriver::Browser::start(&dir.join("profile-phone"), (w, h), true);
+    phone.open(&url);
+    let layout = phone.run(LAYOUT_JS);
+    assert_eq!(
+        layout["inner"], w,
+        "the viewport is the phone's width: {layout}"
+    );
+    assert!(
+        layout["scroll"].as_f64() <= layout["inner"].as_f64(),
+        "nothing wider than the screen: {layout}"
+    );
+    assert!(
+        layout["smallest_font"].as_f64().unwrap() >= 12.0,
+        "{layout}"
+    );
+    assert_eq!(layout["head_shown"], false, "rows become cards: {layout}");
+    let rows = phone.run(ROWS_JS);
+    for r in rows.as_array().unwrap() {
+        assert!(r["left"].as_f64().unwrap() >= 0.0, "{r}");
+        assert!(r["right"].as_f64().unwrap() <= f64::from(w), "{r}");
+        assert!(
+            r["width"].as_f64().unwrap() > f64::from(w) * 0.8,
+            "a card spans the screen: {r}"
+        );
+    }
+    let shot = phone.screenshot();
+    std::fs::write(shots.join("phone.png"), &shot).unwrap();
+    let (sw, _, _, _) = webdriver::decode(&shot);
+    assert_eq!(sw, w);
+    assert!(webdriver::count_colour(&shot, UNHEALTHY_RGB) > 300);
+    assert!(webdriver::count_colour(&shot, FAULT_RGB) > 300);
+    // The healthy probe's card is further down the phone's screen.
+    phone.run("document.getElementById('probe-ok').scrollIntoView(); return null;");
+    let shot = phone.screenshot();
+    std::fs::write(shots.join("phone-scrolled.png"), &shot).unwrap();
+    assert!(webdriver::count_colour(&shot, HEALTHY_RGB) > 300);
+    drop(phone);
+    assert_eq!(peer.hits(), 1, "the browser's visits evaluated nothing");
     server.finish();
 }

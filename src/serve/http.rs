@@ -1,5 +1,6 @@
-//! The routes: `/probe/NAME` (and `/livez`, `/readyz`, `/startupz`), `/metrics`; GET and HEAD
-//! only. Bodies are small and built whole, so every response is a `Full` body.
+//! The routes: `/probe/NAME` (and `/livez`, `/readyz`, `/startupz`), `/metrics`, and the status
+//! page (`/`, `/explain/NAME`: `status`); GET and HEAD only. Bodies are small and built whole,
+//! so every response is a `Full` body.
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -13,6 +14,7 @@ use hyper::{
 use crate::{logging::SERVE, report::verdict_line, trace::Trace};
 
 use super::{
+    status::{self, Wants},
     worker::{Answer, Waited},
     App,
 };
@@ -21,6 +23,10 @@ type Reply = Response<Full<Bytes>>;
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
+const HTML: &str = "text/html; charset=utf-8";
+/// The status page has no script and loads nothing: a browser is told to run none and load
+/// nothing, so that even a reason that slipped past escaping could not act.
+const HTML_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The Kubernetes-style aliases and the probe each one answers for.
@@ -57,6 +63,27 @@ async fn route(app: &App, req: &Request<Incoming>) -> Reply {
     if path == "/metrics" {
         return reply(StatusCode::OK, OPENMETRICS, app.metrics.encode());
     }
+    let wants = Wants::of(&accept(req));
+    if path == "/" {
+        return match wants {
+            Wants::Html => html(status::page_html(
+                app,
+                status::refresh_of(req.uri().query()),
+            )),
+            Wants::Json => reply(StatusCode::OK, JSON, status::page_json(app)),
+            Wants::Text => text(StatusCode::OK, status::page_text(app)),
+        };
+    }
+    if let Some(name) = path.strip_prefix("/explain/") {
+        let Some(probe) = app.probe(name) else {
+            return text(StatusCode::NOT_FOUND, not_found(app, path));
+        };
+        return match wants {
+            Wants::Html => html(status::report_html(&probe)),
+            Wants::Json => reply(StatusCode::OK, JSON, status::report_json(&probe)),
+            Wants::Text => text(StatusCode::OK, status::report_plain(&probe)),
+        };
+    }
     let name = match path.strip_prefix("/probe/") {
         Some(name) => Some(name),
         None => ALIASES
@@ -67,11 +94,7 @@ async fn route(app: &App, req: &Request<Incoming>) -> Reply {
     let Some(probe) = name.and_then(|name| app.probe(name)) else {
         return text(StatusCode::NOT_FOUND, not_found(app, path));
     };
-    let json = req
-        .headers()
-        .get_all(header::ACCEPT)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|v| v.contains("application/json")));
+    let json = wants == Wants::Json;
     match probe.answer(app.cache).await {
         Waited::Done(answer) => {
             let status = status_of(&answer);
@@ -103,6 +126,17 @@ async fn route(app: &App, req: &Request<Incoming>) -> Reply {
     }
 }
 
+/// Every `Accept` header's value, joined.
+fn accept(req: &Request<Incoming>) -> String {
+    let values: Vec<&str> = req
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    values.join(",")
+}
+
 fn status_of(answer: &Answer) -> StatusCode {
     if answer.healthy() {
         StatusCode::OK
@@ -123,8 +157,22 @@ fn not_found(app: &App, path: &str) -> String {
             out.push_str(&format!("  {route}\n"));
         }
     }
-    out.push_str("  /metrics\n");
+    out.push_str("  /explain/NAME\n  /metrics\n  / (the status page)\n");
     out
+}
+
+fn html(body: String) -> Reply {
+    let mut reply = reply(StatusCode::OK, HTML, body);
+    let headers = reply.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(HTML_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    reply
 }
 
 fn text(status: StatusCode, body: String) -> Reply {

@@ -11,6 +11,7 @@
 mod http;
 pub mod metrics;
 pub mod reload;
+mod status;
 pub mod worker;
 
 use std::{

@@ -8,6 +8,7 @@
 //! from one evaluation to the next.
 
 use std::{
+    collections::VecDeque,
     path::PathBuf,
     rc::Rc,
     sync::{mpsc, Arc, Mutex, MutexGuard},
@@ -39,6 +40,8 @@ pub struct Answer {
     pub line: String,
     /// When it ended.
     pub at: Instant,
+    /// When it ended, by the wall clock (for the status page's times).
+    pub wall: SystemTime,
 }
 
 impl Answer {
@@ -69,6 +72,35 @@ struct State {
     /// Evaluations finished so far; a request waits for the one numbered `completed + 1`.
     completed: u64,
     in_flight: bool,
+    /// When the evaluation in flight was asked for.
+    since: Option<Instant>,
+    /// The last [`RECENT`] verdicts, oldest first.
+    recent: VecDeque<Recent>,
+    /// Why the script's file, changed, is not what runs (it does not compile or cannot be read).
+    reload_problem: Option<String>,
+}
+
+/// Verdicts the status page shows per probe.
+pub const RECENT: usize = 10;
+
+/// One past verdict, as the status page lists it.
+#[derive(Clone)]
+pub struct Recent {
+    pub exit: Exit,
+    /// The verdict line, secrets scrubbed.
+    pub line: String,
+    pub at: Instant,
+    pub wall: SystemTime,
+}
+
+/// What the status page shows of a probe, read at once.
+pub struct Snapshot {
+    pub last: Option<Arc<Answer>>,
+    pub recent: Vec<Recent>,
+    /// Since when an evaluation is in flight, if one is.
+    pub evaluating: Option<Instant>,
+    pub reload_problem: Option<String>,
+    pub evaluations: u64,
 }
 
 /// A probe as the server and the reload watcher share it.
@@ -165,6 +197,7 @@ impl Probe {
                     return Waited::Gone;
                 }
                 state.in_flight = true;
+                state.since = Some(Instant::now());
             }
             state.completed + 1
         };
@@ -191,18 +224,45 @@ impl Probe {
         }
     }
 
+    /// The probe as the status page shows it. Reads only: a look at the page never starts an
+    /// evaluation.
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.state();
+        Snapshot {
+            last: state.last.clone(),
+            recent: state.recent.iter().cloned().collect(),
+            evaluating: state.since.filter(|_| state.in_flight),
+            reload_problem: state.reload_problem.clone(),
+            evaluations: state.completed,
+        }
+    }
+
     /// Drop the cached answer: the script changed, so the next request evaluates the new one.
     fn invalidate(&self) {
         self.state().last = None;
+    }
+
+    fn set_reload_problem(&self, problem: Option<String>) {
+        self.state().reload_problem = problem;
     }
 
     fn publish(&self, answer: Answer) {
         let answer = Arc::new(answer);
         let completed = {
             let mut state = self.state();
+            if state.recent.len() == RECENT {
+                state.recent.pop_front();
+            }
+            state.recent.push_back(Recent {
+                exit: answer.verdict.exit,
+                line: answer.line.clone(),
+                at: answer.at,
+                wall: answer.wall,
+            });
             state.last = Some(answer.clone());
             state.completed += 1;
             state.in_flight = false;
+            state.since = None;
             state.completed
         };
         self.done.send_replace(Finished {
@@ -328,6 +388,7 @@ impl Worker {
             trace: Trace::of(trace),
             line,
             at: Instant::now(),
+            wall: SystemTime::now(),
         });
     }
 
@@ -337,6 +398,7 @@ impl Worker {
                 log::info!(target: SERVE, "probe {}: reloaded {}", probe.name, compiled.0.name);
                 self.compiled = Ok(compiled);
                 self.metrics.reloaded(&probe.name, true);
+                probe.set_reload_problem(None);
                 probe.invalidate();
             }
             Err(verdict) => {
@@ -346,6 +408,10 @@ impl Worker {
                         "probe {}: still running the last version that compiled",
                         probe.name
                     );
+                    probe.set_reload_problem(Some(format!(
+                        "the changed file is not used: {}; still running the last version that compiled",
+                        crate::redact::scrub(&verdict.reason)
+                    )));
                 } else {
                     self.compiled = Err(verdict);
                     probe.invalidate();

@@ -10,14 +10,18 @@
 //! Memory freed inside the arena is reused only when it was the most recent allocation (the
 //! common case for a growing `Vec` or `String`, which also grows in place); anything else stays
 //! used until exit. The arena is fixed in size, so the most this can waste is [`ARENA_BYTES`],
-//! once, and a long-lived `serve` process reaches its steady state with the fallback allocator
-//! alone.
+//! once.
+//!
+//! A process that lives on (`serve`) switches, first thing in `main`, to the system allocator
+//! for everything after ([`Arena::for_a_long_life`]): the arena would slowly fill with dead
+//! bytes, and TLSF, which never gives memory back, fragments under bursts of concurrent
+//! connections (RSS crept up for hundreds of bursts in a soak; with musl's malloc it did not).
 
 use std::{
-    alloc::{GlobalAlloc, Layout},
+    alloc::{GlobalAlloc, Layout, System},
     cell::UnsafeCell,
     sync::atomic::{
-        AtomicUsize,
+        AtomicBool, AtomicUsize,
         Ordering::{AcqRel, Acquire, Relaxed, Release},
     },
 };
@@ -36,6 +40,10 @@ pub struct Arena<const N: usize, F> {
     /// Offset of the first free byte in `memory`.
     top: AtomicUsize,
     fallback: F,
+    /// Everything outside the arena goes to [`System`] instead of `fallback`.
+    long_lived: AtomicBool,
+    /// `fallback` has handed out memory (so it must keep taking it back).
+    fallen_back: AtomicBool,
 }
 
 // SAFETY: `memory` is only handed out in disjoint ranges, each claimed by one atomic
@@ -54,6 +62,8 @@ impl<const N: usize, F> Arena<N, F> {
             memory: UnsafeCell::new(Aligned([0; N])),
             top: AtomicUsize::new(0),
             fallback,
+            long_lived: AtomicBool::new(false),
+            fallen_back: AtomicBool::new(false),
         }
     }
 
@@ -91,9 +101,53 @@ impl<const N: usize, F> Arena<N, F> {
         }
     }
 
-    /// How many bytes of the arena are claimed.
+    /// How many bytes of the arena are claimed (`usize::MAX` once sealed).
     pub fn used(&self) -> usize {
         self.top.load(Acquire)
+    }
+
+    /// Claim no more of the arena: every later allocation goes elsewhere. What is freed inside
+    /// the arena is not reused (unless it was the last allocation), so a process that lives on
+    /// would slowly fill it with dead bytes, its RSS creeping up by as much as [`ARENA_BYTES`].
+    /// Nothing claimed so far moves; no byte is claimed or given back after this (`top` can
+    /// never again match an allocation's end).
+    pub fn seal(&self) {
+        self.top.store(usize::MAX, Release);
+    }
+
+    /// For a process that lives on: seal the arena and send every later allocation to the system
+    /// allocator, which reuses and returns what is freed. Call it while the process has one
+    /// thread. Returns `false`, and keeps `fallback`, when `fallback` has already handed out
+    /// memory (it must then keep taking it back): what the fallback holds is never freed to
+    /// another allocator.
+    pub fn for_a_long_life(&self) -> bool {
+        self.seal();
+        if self.fallen_back.load(Acquire) {
+            return false;
+        }
+        self.long_lived.store(true, Release);
+        true
+    }
+}
+
+impl<const N: usize, F: GlobalAlloc> Arena<N, F> {
+    /// Where memory outside the arena comes from.
+    unsafe fn outside(&self, layout: Layout) -> *mut u8 {
+        if self.long_lived.load(Relaxed) {
+            return System.alloc(layout);
+        }
+        if !self.fallen_back.load(Relaxed) {
+            self.fallen_back.store(true, Release);
+        }
+        self.fallback.alloc(layout)
+    }
+
+    unsafe fn free_outside(&self, ptr: *mut u8, layout: Layout) {
+        if self.long_lived.load(Relaxed) {
+            System.dealloc(ptr, layout)
+        } else {
+            self.fallback.dealloc(ptr, layout)
+        }
     }
 }
 
@@ -101,7 +155,7 @@ unsafe impl<const N: usize, F: GlobalAlloc> GlobalAlloc for Arena<N, F> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match self.bump(layout) {
             Some(ptr) => ptr,
-            None => self.fallback.alloc(layout),
+            None => self.outside(layout),
         }
     }
 
@@ -113,13 +167,17 @@ unsafe impl<const N: usize, F: GlobalAlloc> GlobalAlloc for Arena<N, F> {
                     .top
                     .compare_exchange(at + layout.size(), at, Release, Relaxed);
             }
-            None => self.fallback.dealloc(ptr, layout),
+            None => self.free_outside(ptr, layout),
         }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let Some(at) = self.offset(ptr) else {
-            return self.fallback.realloc(ptr, layout, new_size);
+            return if self.long_lived.load(Relaxed) {
+                System.realloc(ptr, layout, new_size)
+            } else {
+                self.fallback.realloc(ptr, layout, new_size)
+            };
         };
         // The most recent allocation grows or shrinks in place while it fits.
         if let Some(end) = at.checked_add(new_size).filter(|&end| end <= N) {
@@ -190,6 +248,76 @@ mod tests {
             assert!(a.offset(wide).is_none());
             assert_eq!(wide as usize % 8192, 0);
             a.dealloc(wide, layout(16, 8192));
+        }
+    }
+
+    #[test]
+    fn a_sealed_arena_hands_out_and_takes_back_nothing() {
+        let a = arena();
+        unsafe {
+            let before = a.alloc(layout(64, 8));
+            assert!(a.offset(before).is_some());
+            before.write_bytes(7, 64);
+            a.seal();
+            let after = a.alloc(layout(16, 8));
+            assert!(a.offset(after).is_none(), "after seal, the fallback");
+            a.dealloc(after, layout(16, 8));
+            // The arena's last allocation, freed or grown, stays where it was or moves out.
+            let grown = a.realloc(before, layout(64, 8), 128);
+            assert!(a.offset(grown).is_none());
+            assert_eq!(*grown.add(63), 7);
+            a.dealloc(grown, layout(128, 8));
+            assert_eq!(a.used(), usize::MAX);
+            let again = a.alloc(layout(8, 8));
+            assert!(a.offset(again).is_none(), "nothing was given back");
+            a.dealloc(again, layout(8, 8));
+        }
+    }
+
+    /// A fallback that must never be used: it fails the test if it is.
+    struct Never;
+    unsafe impl GlobalAlloc for Never {
+        unsafe fn alloc(&self, _: Layout) -> *mut u8 {
+            panic!("the fallback was asked for memory after for_a_long_life")
+        }
+        unsafe fn dealloc(&self, _: *mut u8, _: Layout) {
+            panic!("the fallback was given memory after for_a_long_life")
+        }
+    }
+
+    #[test]
+    fn a_long_life_goes_to_the_system_allocator() {
+        let a = Box::new(Arena::<4096, Never>::new(Never));
+        unsafe {
+            let early = a.alloc(layout(64, 8));
+            assert!(a.offset(early).is_some());
+            early.write_bytes(9, 64);
+            assert!(a.for_a_long_life());
+            let p = a.alloc(layout(100, 8));
+            assert!(a.offset(p).is_none());
+            p.write_bytes(1, 100);
+            let p = a.realloc(p, layout(100, 8), 5000);
+            assert_eq!(*p.add(99), 1);
+            a.dealloc(p, layout(5000, 8));
+            // The arena's own allocation moves out when it grows, contents kept.
+            let moved = a.realloc(early, layout(64, 8), 256);
+            assert!(a.offset(moved).is_none());
+            assert_eq!(*moved.add(63), 9);
+            a.dealloc(moved, layout(256, 8));
+        }
+    }
+
+    #[test]
+    fn a_long_life_keeps_a_fallback_that_holds_memory() {
+        let a = arena();
+        unsafe {
+            let big = a.alloc(layout(8192, 8));
+            assert!(a.offset(big).is_none());
+            assert!(
+                !a.for_a_long_life(),
+                "System must not free what the fallback gave"
+            );
+            a.dealloc(big, layout(8192, 8));
         }
     }
 

@@ -51,7 +51,14 @@ For more information, try '--help'."
         Command::Test(args) => test(args),
         Command::Install(args) => return install(&args.dir),
         Command::Wait(args) => rhai_probe::wait::run(args),
-        Command::Serve(args) => return rhai_probe::serve::run(args),
+        Command::Serve(args) => {
+            // A process that lives as long as its pod: the system allocator from here on (see
+            // `Arena::for_a_long_life`). One thread so far, as that needs.
+            if !ALLOC.for_a_long_life() {
+                log::debug!("the start-up allocator keeps serving: it already holds memory");
+            }
+            return rhai_probe::serve::run(args);
+        }
         Command::Functions(args) => {
             print!("{}", host::reference(args.format));
             return ExitCode::SUCCESS;
@@ -444,9 +451,10 @@ fn vars(args: &VarArgs) -> rhai::Map {
 /// building the engine and running one probe made 53 `mmap` and 19 `munmap` calls, each with its
 /// page faults; TLSF takes memory in 64 KiB pieces and keeps it (a `true` probe 0.59 -> 0.47 ms,
 /// the article's check 1.12 -> 0.95 ms, hyperfine medians). The arena takes the ~1,000 small
-/// allocations of building the engine off TLSF's free lists and lock. In `serve`, a process that
-/// lives for days, the memory TLSF keeps is reused: RSS stays flat over 1.3 M requests
-/// (docs/benchmarks.md).
+/// allocations of building the engine off TLSF's free lists and lock. `serve`, a process that
+/// lives for days, switches to the system allocator (musl's malloc) once its command line is
+/// parsed: under bursts of concurrent connections TLSF fragmented, and RSS crept up for
+/// hundreds of bursts (scripts/soak.sh, docs/serve.md).
 #[global_allocator]
 static ALLOC: rhai_probe::alloc::Arena<{ rhai_probe::alloc::ARENA_BYTES }, rlsf::GlobalTlsf> =
     rhai_probe::alloc::Arena::new(rlsf::GlobalTlsf::new());

@@ -327,7 +327,7 @@ pub fn test_report(
             )
         }
         TestFormat::Junit => {
-            let x = |text: &str| xml_escape(&s(text));
+            let x = |text: &str| escape_markup(&s(text));
             let total: f64 = results.iter().map(|r| r.elapsed.as_secs_f64()).sum();
             let (tests, failures) = match error {
                 Some(_) => (1, 1),
@@ -397,7 +397,10 @@ pub fn check_report(reports: &[(String, Vec<crate::diagnostic::Diagnostic>)]) ->
     serde_json::to_string_pretty(&json!({"ok": ok, "scripts": scripts})).unwrap_or_default()
 }
 
-fn xml_escape(text: &str) -> String {
+/// Text safe inside XML or HTML, in element content and quoted attributes alike: the five
+/// markup characters as entities, control characters (which XML 1.0 has no place for) as spaces.
+/// The JUnit report and serve's status page both use it.
+pub fn escape_markup(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -1314,7 +1314,7 @@ fn the_status_page_shows_every_probe_and_escapes_what_scripts_say() {
     assert!(!body.to_lowercase().contains("<script"), "{body}");
     assert!(!body.contains("<b "), "{body}");
     assert!(
-        body.contains("&lt;script&gt;document.title=&quot;pwned&quot;&lt;/script&gt;&lt;b onmouseover=&#39;x&#39;&gt;&amp;amp;"),
+        body.contains("&lt;script&gt;document.title=&quot;pwned&quot;&lt;/script&gt;&lt;b onmouseover=&apos;x&apos;&gt;&amp;amp;"),
         "the reason, escaped: {body}"
     );
     for (name, class, word) in [

@@ -43,21 +43,7 @@ impl Wants {
     }
 }
 
-/// `&`, `<`, `>`, `"` and `'` as character references: safe in text and in quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::report::escape_markup as escape;
 
 /// Where a probe's report is (probe names are `[A-Za-z0-9_.-]`, so no encoding is needed).
 pub fn report_href(name: &str) -> String {
@@ -467,7 +453,7 @@ mod tests {
     fn escape_covers_text_and_attributes() {
         assert_eq!(
             escape(r#"<script>alert("x")</script> & 'y'"#),
-            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &apos;y&apos;"
         );
     }
 

@@ -71,9 +71,8 @@ struct State {
     last: Option<Arc<Answer>>,
     /// Evaluations finished so far; a request waits for the one numbered `completed + 1`.
     completed: u64,
-    in_flight: bool,
-    /// When the evaluation in flight was asked for.
-    since: Option<Instant>,
+    /// When the evaluation in flight was asked for; `None` while none is.
+    in_flight: Option<Instant>,
     /// The last [`RECENT`] verdicts, oldest first.
     recent: VecDeque<Recent>,
     /// Why the script's file, changed, is not what runs (it does not compile or cannot be read).
@@ -192,12 +191,11 @@ impl Probe {
             if let Some(last) = state.last.as_ref().filter(|a| fresh(a.at, cache)) {
                 return Waited::Done(last.clone());
             }
-            if !state.in_flight {
+            if state.in_flight.is_none() {
                 if !self.send(Job::Evaluate) {
                     return Waited::Gone;
                 }
-                state.in_flight = true;
-                state.since = Some(Instant::now());
+                state.in_flight = Some(Instant::now());
             }
             state.completed + 1
         };
@@ -231,7 +229,7 @@ impl Probe {
         Snapshot {
             last: state.last.clone(),
             recent: state.recent.iter().cloned().collect(),
-            evaluating: state.since.filter(|_| state.in_flight),
+            evaluating: state.in_flight,
             reload_problem: state.reload_problem.clone(),
             evaluations: state.completed,
         }
@@ -261,8 +259,7 @@ impl Probe {
             });
             state.last = Some(answer.clone());
             state.completed += 1;
-            state.in_flight = false;
-            state.since = None;
+            state.in_flight = None;
             state.completed
         };
         self.done.send_replace(Finished {
@@ -369,7 +366,8 @@ impl Worker {
             }
         };
         let trace = self.host.trace.take();
-        let unix = SystemTime::now()
+        let wall = SystemTime::now();
+        let unix = wall
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         self.metrics.evaluated(&probe.name, &verdict, &trace, unix);
@@ -388,7 +386,7 @@ impl Worker {
             trace: Trace::of(trace),
             line,
             at: Instant::now(),
-            wall: SystemTime::now(),
+            wall,
         });
     }
 

@@ -16,7 +16,7 @@ While it runs:
 - sampling: the server's RSS, open file descriptors and threads every SAMPLE seconds.
 
 Asserted at the end (any failure: exit 1, each one named):
-- after warm-up, RSS grows < 1 MiB, threads not at all, and the floor of open fds (the least of
+- after warm-up, RSS grows < 256 KiB, threads not at all, and the floor of open fds (the least of
   the last third of the samples against the least of the first third, between bursts) < 5;
 - every request answered, none slower than the deadline + 100 ms, none with a secret in it;
 - no answer older than --cache (the JSON's age_ms);
@@ -50,6 +50,9 @@ BURST, BURST_EVERY = 200, 25.0 if SECONDS <= 180 else 45.0
 PG_PASSWORD, REDIS_PASSWORD = "soak-Pg-pw-7731", "soak-Redis-pw-9913"
 SECRETS = [PG_PASSWORD, REDIS_PASSWORD]
 STEADY = ["mysql", "grpc", "state", "local"]
+# RSS growth after warm-up: 16-60 KiB in this version's runs; 300-600 KiB when the start-up
+# allocator still served the whole process (the creep this caught), so the bound sits between.
+RSS_BOUND_KIB = 256
 rng = random.Random(int(os.environ.get("SOAK_SEED", "0")) or None)
 lock = threading.Lock()
 stop = threading.Event()
@@ -535,8 +538,8 @@ def main():
     third = max(1, len(calm) // 3)
     fd_growth = min(s[2] for s in calm[-third:]) - min(s[2] for s in calm[:third]) if calm else 0
     thread_growth = max(s[3] for s in after) - after[0][3]
-    if rss_growth >= 1024:
-        fail(f"RSS grew {rss_growth} KiB after warm-up")
+    if rss_growth >= RSS_BOUND_KIB:
+        fail(f"RSS grew {rss_growth} KiB after warm-up (the bound: {RSS_BOUND_KIB} KiB)")
     if fd_growth >= 5:
         fail(f"open fds grew by {fd_growth} after warm-up")
     if thread_growth > 0:

@@ -199,7 +199,7 @@ pub enum Command {
     /// not be (the reason on stderr).
     #[command(after_help = INSTALL_EXAMPLES)]
     Install(InstallArgs),
-    /// Answer HTTP health checks (kubelet's httpGet probes) from probe scripts, with /metrics.
+    /// Answer HTTP health checks (kubelet's httpGet probes) from probe scripts, with /metrics and a status page.
     ///
     /// A long-lived sidecar: each probe's script is compiled once; a request evaluates it
     /// unless a result younger than --cache exists, and concurrent requests share one

@@ -21,6 +21,10 @@ Routes (GET and HEAD only):
   /readyz       the probe named readiness  (when there is one)
   /startupz     the probe named startup    (when there is one)
   /metrics      Prometheus metrics (OpenMetrics text)
+  /             the status page: every probe's verdict, age, reason and last verdicts (HTML
+                for a browser, JSON with Accept: application/json, else plain text); it only
+                reads, it never starts an evaluation
+  /explain/NAME the calls of the probe's last evaluation, as `rhai-probe explain` prints them
 
 Exit codes:
   0   stopped by SIGTERM after finishing the requests in flight

@@ -322,29 +322,29 @@ def status_of(port, probe):
     return status
 
 
+def every_within(port, probes, want, what):
+    """Each probe answers `want` within OUTAGE_BOUND (else a failure naming `what`); the longest
+    it took."""
+    longest = 0.0
+    for probe in probes:
+        took = until(OUTAGE_BOUND, lambda: status_of(port, probe) == want)
+        if took is None:
+            fail(f"{what}: /probe/{probe} not {want} within {OUTAGE_BOUND} s")
+        longest = max(longest, took or 0.0)
+    return longest
+
+
 def outage(port, peer, probes):
     # Healthy first, or the 503 below would prove nothing.
-    for probe in probes:
-        if until(OUTAGE_BOUND, lambda: status_of(port, probe) == 200) is None:
-            fail(f"/probe/{probe} is not 200 before {peer.name} is killed")
+    every_within(port, probes, 200, f"before {peer.name} is killed")
     peer.kill()
     log(f"killed {peer.name}")
-    seen = 0.0
-    for probe in probes:
-        took = until(OUTAGE_BOUND, lambda: status_of(port, probe) == 503)
-        if took is None:
-            fail(f"{peer.name} killed: /probe/{probe} not 503 within {OUTAGE_BOUND} s")
-        seen = max(seen, took or 0.0)
+    seen = every_within(port, probes, 503, f"{peer.name} killed")
     time.sleep(rng.uniform(1, 4))
     peer.start()
     until(30, peer.ready)
     log(f"restarted {peer.name}")
-    back = 0.0
-    for probe in probes:
-        took = until(OUTAGE_BOUND, lambda: status_of(port, probe) == 200)
-        if took is None:
-            fail(f"{peer.name} back: /probe/{probe} not 200 within {OUTAGE_BOUND} s")
-        back = max(back, took or 0.0)
+    back = every_within(port, probes, 200, f"{peer.name} back")
     outages.append((peer.name, seen, back))
 
 
